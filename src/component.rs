@@ -1,0 +1,106 @@
+//! Spin's HTTP entry point: reads the request (refusing bodies over the limit while streaming),
+//! loads the configuration from Spin variables, and runs the pipeline.
+
+use futures::StreamExt;
+use spin_sdk::http::{IncomingRequest, Response as SpinResponse};
+use spin_sdk::http_component;
+
+use crate::config::{Config, VARIABLES};
+use crate::db::spin::SpinDb;
+use crate::error::ApiError;
+use crate::http::{Request, Response, MAX_BODY_BYTES};
+use crate::pipeline::{self, Services};
+use crate::store::redis::RedisStore;
+
+#[http_component]
+async fn handle(req: IncomingRequest) -> SpinResponse {
+    let resp = match read(req).await {
+        Ok(req) => serve(&req),
+        Err(e) => e.into_response(),
+    };
+    let mut builder = SpinResponse::builder();
+    builder.status(resp.status);
+    for (name, value) in resp.headers {
+        builder.header(name, value);
+    }
+    builder.body(resp.body).build()
+}
+
+async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
+    let method = req.method().to_string();
+    let target = req.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect();
+    let declared = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut body = Vec::new();
+    let mut stream = req.into_body_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+fn serve(req: &Request) -> Response {
+    let config = match Config::load(&variable) {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("alchemix-edge: refusing to serve: {problem}");
+            return ApiError::Misconfigured.into_response();
+        }
+    };
+    let store = RedisStore::new(&config.redis_address);
+    let db = SpinDb::default();
+    let services = Services {
+        db: &db,
+        store: &store,
+        random: &random,
+        now_ms: now_ms(),
+    };
+    pipeline::handle(req, &config, &services)
+}
+
+fn variable(name: &str) -> Option<String> {
+    debug_assert!(VARIABLES.iter().any(|(n, _)| *n == name));
+    spin_sdk::variables::get(name).ok()
+}
+
+fn random(buf: &mut [u8]) {
+    // WASI's random source does not fail; a zeroed buffer would only weaken ids, not crash.
+    let _ = getrandom::fill(buf);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,203 @@
+//! Configuration from Spin variables, parsed and validated once per request at the edge of the
+//! pipeline; nothing below this module reads a variable.
+
+use crate::identity::Cidr;
+use crate::policy::{parse_duration_ms, Policy};
+
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Every variable the component reads, with its default (`None`: required).
+pub const VARIABLES: &[(&str, Option<&str>)] = &[
+    ("jwt_secret", None),
+    ("redis_address", Some("redis://127.0.0.1:6379")),
+    ("auth_rate_limit", Some("5/15m")),
+    ("api_rate_limit", Some("100/15m")),
+    ("user_rate_limit", Some("100/15m")),
+    ("token_ttl", Some("7d")),
+    ("fail_open_routes", Some("")),
+    ("trusted_proxies", Some("")),
+    ("ipv6_subnet", Some("64")),
+    ("cors_origins", Some("")),
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub jwt_secret: String,
+    /// Empty: no Redis; counters and revocations use the embedded store.
+    pub redis_address: String,
+    pub auth_limit: Option<Policy>,
+    pub api_limit: Option<Policy>,
+    pub user_limit: Option<Policy>,
+    pub token_ttl_secs: i64,
+    /// Routes served without limits or revocation checks while the store is down.
+    pub fail_open: Vec<RoutePattern>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub ipv6_subnet: u8,
+    pub cors_origins: Vec<String>,
+}
+
+/// `METHOD /path`, `/path` or `/prefix/*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    method: Option<String>,
+    path: String,
+    prefix: bool,
+}
+
+impl RoutePattern {
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (method, path) = match text.split_once(' ') {
+            Some((m, p)) => (Some(m.trim().to_ascii_uppercase()), p.trim()),
+            None => (None, text),
+        };
+        if !path.starts_with('/') {
+            return None;
+        }
+        let (path, prefix) = match path.strip_suffix('*') {
+            Some(p) => (p.to_string(), true),
+            None => (path.to_string(), false),
+        };
+        Some(Self {
+            method,
+            path,
+            prefix,
+        })
+    }
+
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && if self.prefix {
+                path.starts_with(&self.path)
+            } else {
+                path == self.path
+            }
+    }
+}
+
+impl Config {
+    /// Reads and checks every variable; the error is a log line for the operator.
+    pub fn load(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| -> Result<String, String> {
+            match get(name) {
+                Some(v) => Ok(v),
+                None => VARIABLES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, d)| d.map(str::to_string))
+                    .ok_or_else(|| format!("variable {name} is required but has no value")),
+            }
+        };
+        let jwt_secret = var("jwt_secret")?;
+        if jwt_secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "jwt_secret is {} bytes; at least {MIN_SECRET_BYTES} are required \
+                 (set SPIN_VARIABLE_JWT_SECRET to a long random value)",
+                jwt_secret.len()
+            ));
+        }
+        let policy = |name: &'static str, var_name: &str| -> Result<Option<Policy>, String> {
+            Policy::parse(name, &var(var_name)?).map_err(|e| e.to_string())
+        };
+        let token_ttl = var("token_ttl")?;
+        let token_ttl_ms = parse_duration_ms(token_ttl.trim())
+            .ok_or_else(|| format!("token_ttl: {token_ttl:?} is not a duration like \"7d\""))?;
+        let list = |name: &str| -> Result<Vec<String>, String> {
+            Ok(var(name)?
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect())
+        };
+        let fail_open = list("fail_open_routes")?
+            .iter()
+            .map(|p| {
+                RoutePattern::parse(p).ok_or_else(|| {
+                    format!("fail_open_routes: {p:?} is not a route like \"GET /api/*\"")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let trusted_proxies = list("trusted_proxies")?
+            .iter()
+            .map(|c| {
+                Cidr::parse(c)
+                    .ok_or_else(|| format!("trusted_proxies: {c:?} is not an address or CIDR"))
+            })
+            .collect::<Result<_, _>>()?;
+        let subnet = var("ipv6_subnet")?;
+        let ipv6_subnet = subnet
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=128).contains(p))
+            .ok_or_else(|| format!("ipv6_subnet: {subnet:?} is not a prefix length 1-128"))?;
+        Ok(Self {
+            jwt_secret,
+            redis_address: var("redis_address")?.trim().to_string(),
+            auth_limit: policy("auth", "auth_rate_limit")?,
+            api_limit: policy("api", "api_rate_limit")?,
+            user_limit: policy("user", "user_rate_limit")?,
+            token_ttl_secs: (token_ttl_ms / 1000) as i64,
+            fail_open,
+            trusted_proxies,
+            ipv6_subnet,
+            cors_origins: list("cors_origins")?,
+        })
+    }
+
+    pub fn fails_open(&self, method: &str, path: &str) -> bool {
+        self.fail_open.iter().any(|p| p.matches(method, path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = load(&[("jwt_secret", SECRET)]).unwrap();
+        assert_eq!(c.auth_limit.unwrap().limit, 5);
+        assert_eq!(c.api_limit.unwrap().window_ms, 900_000);
+        assert_eq!(c.token_ttl_secs, 7 * 86_400);
+        assert_eq!(c.redis_address, "redis://127.0.0.1:6379");
+        assert!(c.fail_open.is_empty());
+    }
+
+    #[test]
+    fn short_or_missing_secret_is_refused() {
+        assert!(load(&[]).unwrap_err().contains("jwt_secret"));
+        assert!(load(&[("jwt_secret", "short")]).unwrap_err().contains("32"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let e = load(&[("jwt_secret", SECRET), ("auth_rate_limit", "lots")]).unwrap_err();
+        assert!(e.contains("auth"), "{e}");
+        let e = load(&[("jwt_secret", SECRET), ("trusted_proxies", "10.0.0.0/99")]).unwrap_err();
+        assert!(e.contains("trusted_proxies"), "{e}");
+        let e = load(&[("jwt_secret", SECRET), ("fail_open_routes", "api")]).unwrap_err();
+        assert!(e.contains("fail_open_routes"), "{e}");
+    }
+
+    #[test]
+    fn route_patterns() {
+        let p = RoutePattern::parse("GET /api/*").unwrap();
+        assert!(p.matches("GET", "/api/inventory"));
+        assert!(!p.matches("POST", "/api/inventory"));
+        let p = RoutePattern::parse("/auth/me").unwrap();
+        assert!(p.matches("POST", "/auth/me"));
+        assert!(!p.matches("GET", "/auth/me/x"));
+    }
+}

@@ -1,0 +1,135 @@
+//! The one error type of the edge, and the one place it becomes an HTTP response.
+
+use serde_json::{json, Value};
+
+use crate::http::Response;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    BadRequest {
+        message: String,
+        details: Option<Value>,
+    },
+    Unauthorized(&'static str),
+    NotFound(String),
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Conflict(String),
+    TooManyRequests {
+        message: String,
+        retry_after: u64,
+    },
+    /// A dependency is down; clients should retry, and must not drop their tokens.
+    Unavailable {
+        message: &'static str,
+        retry_after: u64,
+    },
+    /// The operator's configuration is unusable; the log line says why.
+    Misconfigured,
+    /// Something unexpected; the message is logged, never sent.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn validation(message: impl Into<String>, details: Vec<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            details: Some(json!(details)),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest { .. } => 400,
+            Self::Unauthorized(_) => 401,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Conflict(_) => 409,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::TooManyRequests { .. } => 429,
+            Self::Misconfigured | Self::Internal(_) => 500,
+            Self::Unavailable { .. } => 503,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, details, retry_after) = match self {
+            Self::BadRequest { message, details } => (message, details, None),
+            Self::Unauthorized(m) => (m.to_string(), None, None),
+            Self::NotFound(m) | Self::Conflict(m) => (m, None, None),
+            Self::MethodNotAllowed => ("Method not allowed".into(), None, None),
+            Self::PayloadTooLarge => ("Request body too large (limit 10 MB)".into(), None, None),
+            Self::UnsupportedMediaType => (
+                "Request body must be JSON (Content-Type: application/json)".into(),
+                None,
+                None,
+            ),
+            Self::TooManyRequests {
+                message,
+                retry_after,
+            } => (
+                message,
+                Some(json!({ "retryAfter": retry_after })),
+                Some(retry_after),
+            ),
+            Self::Unavailable {
+                message,
+                retry_after,
+            } => (message.to_string(), None, Some(retry_after)),
+            Self::Misconfigured => ("Server misconfigured".into(), None, None),
+            Self::Internal(detail) => {
+                eprintln!("internal error: {detail}");
+                ("Internal server error".into(), None, None)
+            }
+        };
+        let mut body = json!({ "success": false, "error": message });
+        if let Some(details) = details {
+            body["details"] = details;
+        }
+        let mut resp = Response::json(status, &body);
+        if let Some(secs) = retry_after {
+            resp.set_header("retry-after", secs.to_string());
+        }
+        if status == 429 || status == 503 {
+            resp.set_header("cache-control", "no-store");
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_and_headers() {
+        let r = ApiError::validation("Validation failed", vec!["name: Required".into()])
+            .into_response();
+        assert_eq!(r.status, 400);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"success": false, "error": "Validation failed", "details": ["name: Required"]})
+        );
+
+        let r = ApiError::Unavailable {
+            message: "down",
+            retry_after: 2,
+        }
+        .into_response();
+        assert_eq!((r.status, r.header("retry-after")), (503, Some("2")));
+
+        let r = ApiError::Internal("secret detail".into()).into_response();
+        assert!(!String::from_utf8(r.body).unwrap().contains("secret"));
+    }
+}

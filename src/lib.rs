@@ -1,0 +1,22 @@
+//! alchemix-edge: the AlcheMix API at the edge, as a Spin component.
+//!
+//! Everything except `component` (Spin's HTTP entry point), `store::redis` and `db::spin`
+//! is plain Rust that knows nothing of Spin, and is tested natively.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod password;
+pub mod pipeline;
+pub mod policy;
+pub mod ratelimit;
+pub mod routes;
+pub mod store;
+pub mod time;
+pub mod token;
+
+// The HTTP export only links into the WebAssembly component.
+#[cfg(target_arch = "wasm32")]
+mod component;

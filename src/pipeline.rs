@@ -1,0 +1,334 @@
+//! The request path: request id, client identity, route, limits + revocation (one store call),
+//! authentication, handler, response headers. Every failure becomes an `ApiError` here.
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::identity;
+use crate::policy::Policy;
+use crate::ratelimit::{self, admits, Quota};
+use crate::routes;
+use crate::store::{Limit, Outcome, Store, StoreError, TokenRef};
+use crate::token::{self, Claims, Keys, TokenError};
+
+/// Seconds a client is told to wait when the store is unreachable.
+const STORE_RETRY_SECS: u64 = 2;
+
+/// What the handlers may use.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub keys: &'a Keys,
+    pub db: &'a dyn Database,
+    pub store: &'a dyn Store,
+    pub random: &'a dyn Fn(&mut [u8]),
+    pub now_ms: i64,
+    pub claims: Option<Claims>,
+    pub token_digest: Option<String>,
+}
+
+impl Ctx<'_> {
+    pub fn user(&self) -> Result<&Claims, ApiError> {
+        self.claims
+            .as_ref()
+            .ok_or(ApiError::Unauthorized("No authorization token provided"))
+    }
+}
+
+pub struct Services<'a> {
+    pub db: &'a dyn Database,
+    pub store: &'a dyn Store,
+    pub random: &'a dyn Fn(&mut [u8]),
+    pub now_ms: i64,
+}
+
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(detail) => {
+            eprintln!("store unavailable: {detail}");
+        }
+        StoreError::Misconfigured(detail) => {
+            eprintln!("store misconfigured: {detail}");
+        }
+    }
+    ApiError::Unavailable {
+        message: "Service temporarily unavailable, please retry",
+        retry_after: STORE_RETRY_SECS,
+    }
+}
+
+/// Serves one request; never panics on input, always answers JSON.
+pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
+    let request_id = request_id(svc.random);
+    let mut resp = match run(req, config, svc) {
+        Ok(resp) => resp,
+        Err((e, headers)) => {
+            let mut resp = e.into_response();
+            resp.headers.extend(headers);
+            resp
+        }
+    };
+    resp.set_header("x-request-id", request_id);
+    if let Some(client_id) = req.header("x-request-id").filter(|v| is_uuid(v)) {
+        resp.set_header("x-client-request-id", client_id);
+    }
+    security_headers(&mut resp);
+    if req.method == "HEAD" {
+        resp.body.clear();
+    }
+    resp
+}
+
+type Headers = Vec<(String, String)>;
+
+fn run(
+    req: &Request,
+    config: &Config,
+    svc: &Services<'_>,
+) -> Result<Response, (ApiError, Headers)> {
+    let route = routes::resolve(&req.method, &req.path).map_err(|e| (e, Vec::new()))?;
+    let keys = Keys::new(config.jwt_secret.as_bytes());
+    let now_s = svc.now_ms / 1000;
+
+    let auth = route.needs_token().then(|| authenticate(req, &keys, now_s));
+    let mut limits = Vec::new();
+    if !route.is_unlimited() {
+        let client = client_subject(req, config);
+        if route.is_login() {
+            push(&mut limits, &config.auth_limit, &client);
+        }
+        if req.path == "/api" || req.path.starts_with("/api/") {
+            push(&mut limits, &config.api_limit, &client);
+        }
+        if let Some(Ok((claims, _))) = &auth {
+            push(
+                &mut limits,
+                &config.user_limit,
+                &format!("u{}", claims.user_id),
+            );
+        }
+    }
+    let token_ref = match &auth {
+        Some(Ok((claims, digest))) => Some(TokenRef {
+            digest,
+            user_id: claims.user_id,
+        }),
+        _ => None,
+    };
+
+    let mut headers = Headers::new();
+    let mut outcome = None;
+    if !limits.is_empty() || token_ref.is_some() {
+        match svc.store.check(&limits, token_ref) {
+            Ok(o) => outcome = Some(o),
+            Err(e) if config.fails_open(&req.method, &req.path) => {
+                eprintln!(
+                    "store unavailable, serving {} {} open: {e:?}",
+                    req.method, req.path
+                );
+                headers.push(("x-edge-degraded".into(), "store-unavailable".into()));
+            }
+            Err(e) => return Err((store_error(e), headers)),
+        }
+    }
+    if let Some(o) = &outcome {
+        headers.extend(limit_headers(&limits, o));
+        if !o.admitted {
+            return Err((too_many(&limits, o), headers));
+        }
+    }
+    let (claims, digest) = match auth {
+        Some(Ok((claims, digest))) => (Some(claims), Some(digest)),
+        Some(Err(e)) => return Err((e, headers)),
+        None => (None, None),
+    };
+    if let (Some(c), Some(o)) = (&claims, &outcome) {
+        if o.revoked {
+            return Err((
+                ApiError::Unauthorized("Token has been revoked. Please login again."),
+                headers,
+            ));
+        }
+        if c.token_version < o.min_version {
+            return Err((
+                ApiError::Unauthorized("Token has been invalidated. Please login again."),
+                headers,
+            ));
+        }
+    }
+
+    let cx = Ctx {
+        config,
+        keys: &keys,
+        db: svc.db,
+        store: svc.store,
+        random: svc.random,
+        now_ms: svc.now_ms,
+        claims,
+        token_digest: digest,
+    };
+    let result = routes::dispatch(route, req, &cx);
+    if route.is_login() && result.as_ref().is_ok_and(Response::is_success) {
+        refund_login(&limits, outcome.as_ref(), svc.store);
+    }
+    match result {
+        Ok(mut resp) => {
+            resp.headers.extend(headers);
+            Ok(resp)
+        }
+        Err(e) => Err((e, headers)),
+    }
+}
+
+fn push(limits: &mut Vec<Limit>, policy: &Option<Policy>, subject: &str) {
+    if let Some(policy) = policy {
+        limits.push(Limit {
+            policy: policy.clone(),
+            subject: subject.to_string(),
+            cost: 1,
+        });
+    }
+}
+
+fn client_subject(req: &Request, config: &Config) -> String {
+    let peer = req
+        .header("spin-client-addr")
+        .and_then(identity::parse_peer);
+    match peer {
+        Some(peer) => {
+            let ip =
+                identity::client_ip(peer, req.header("x-forwarded-for"), &config.trusted_proxies);
+            identity::subject(ip, config.ipv6_subnet)
+        }
+        // Spin always sets the header; without it every such client shares one budget.
+        None => "unknown".into(),
+    }
+}
+
+fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
+    let token = token::bearer(req.header("authorization")).map_err(|e| match e {
+        TokenError::Missing => ApiError::Unauthorized("No authorization token provided"),
+        TokenError::Invalid => ApiError::Unauthorized("Invalid or expired token"),
+    })?;
+    let claims = keys
+        .verify(token, now)
+        .map_err(|_| ApiError::Unauthorized("Invalid or expired token"))?;
+    Ok((claims, token::digest(token)))
+}
+
+/// A successful login or signup gives back its auth-limit unit: only failures stay counted.
+fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, store: &dyn Store) {
+    let Some(o) = outcome else { return };
+    for (limit, window) in limits.iter().zip(&o.windows) {
+        if limit.policy.name == "auth" {
+            if let Err(e) = store.refund(limit, window.slot) {
+                eprintln!("refund of a successful login failed: {e:?}");
+            }
+        }
+    }
+}
+
+fn quotas<'a>(limits: &'a [Limit], o: &Outcome) -> Vec<(&'a Policy, Quota)> {
+    limits
+        .iter()
+        .zip(&o.windows)
+        .map(|(l, w)| (&l.policy, ratelimit::quota(&l.policy, w, o.admitted)))
+        .collect()
+}
+
+fn limit_headers(limits: &[Limit], o: &Outcome) -> Headers {
+    let items = quotas(limits, o);
+    let Some((tightest, q)) = items.iter().min_by_key(|(_, q)| q.remaining) else {
+        return Headers::new();
+    };
+    let policies: Vec<&Policy> = items.iter().map(|(p, _)| *p).collect();
+    let reset_at = o.now_ms / 1000 + q.reset_secs as i64;
+    vec![
+        (
+            "ratelimit-policy".into(),
+            ratelimit::policy_header(&policies),
+        ),
+        ("ratelimit".into(), ratelimit::ratelimit_header(&items)),
+        ("x-ratelimit-limit".into(), tightest.limit.to_string()),
+        ("x-ratelimit-remaining".into(), q.remaining.to_string()),
+        ("x-ratelimit-reset".into(), reset_at.to_string()),
+    ]
+}
+
+fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
+    let denied: Vec<(&Policy, Quota)> = limits
+        .iter()
+        .zip(&o.windows)
+        .filter(|(l, w)| {
+            !admits(
+                l.policy.limit,
+                l.policy.window_ms,
+                w.prev,
+                w.curr,
+                w.elapsed_ms,
+                l.cost,
+            )
+        })
+        .map(|(l, w)| (&l.policy, ratelimit::quota(&l.policy, w, false)))
+        .collect();
+    let retry_after = denied.iter().map(|(_, q)| q.reset_secs).max().unwrap_or(1);
+    let message = if denied.iter().any(|(p, _)| p.name == "auth") {
+        format!(
+            "Too many authentication attempts. Please try again in {} minute(s).",
+            retry_after.div_ceil(60)
+        )
+    } else {
+        format!("Rate limit exceeded. Try again in {retry_after} second(s).")
+    };
+    ApiError::TooManyRequests {
+        message,
+        retry_after,
+    }
+}
+
+fn request_id(random: &dyn Fn(&mut [u8])) -> String {
+    let mut b = [0u8; 16];
+    random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = token::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn is_uuid(v: &str) -> bool {
+    v.len() == 36
+        && v.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn security_headers(resp: &mut Response) {
+    resp.set_header(
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains; preload",
+    );
+    resp.set_header("x-content-type-options", "nosniff");
+    resp.set_header("x-frame-options", "DENY");
+    resp.set_header("referrer-policy", "no-referrer");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_v4_uuids() {
+        let id = request_id(&|b: &mut [u8]| b.fill(0xab));
+        assert!(is_uuid(&id), "{id}");
+        assert_eq!(&id[14..15], "4");
+        assert!(!is_uuid("not-a-uuid"));
+    }
+}

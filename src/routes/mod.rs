@@ -1,0 +1,93 @@
+//! The route table: what each path is, whether it needs a token, which limits apply.
+
+pub mod auth;
+pub mod health;
+
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::pipeline::Ctx;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Signup,
+    Login,
+    Me,
+    Logout,
+    LogoutAll,
+}
+
+impl Route {
+    pub fn needs_token(self) -> bool {
+        matches!(self, Self::Me | Self::Logout | Self::LogoutAll)
+    }
+
+    /// Credential-guessing routes: the auth limit applies, and successes are refunded.
+    pub fn is_login(self) -> bool {
+        matches!(self, Self::Signup | Self::Login)
+    }
+
+    /// Routes that read Redis and SQLite themselves rather than through the limiter.
+    pub fn is_unlimited(self) -> bool {
+        matches!(self, Self::Health)
+    }
+}
+
+/// Matches a method and path; unknown paths are 404, known paths with another method 405.
+pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let candidates: &[(&str, Route)] = match path {
+        "/health" => &[("GET", Route::Health)],
+        "/auth/signup" => &[("POST", Route::Signup)],
+        "/auth/login" => &[("POST", Route::Login)],
+        "/auth/me" => &[("GET", Route::Me)],
+        "/auth/logout" => &[("POST", Route::Logout)],
+        "/auth/logout-all" => &[("POST", Route::LogoutAll)],
+        _ => return Err(not_found(method, path)),
+    };
+    candidates
+        .iter()
+        .find(|(m, _)| *m == method || (method == "HEAD" && *m == "GET"))
+        .map(|(_, r)| *r)
+        .ok_or(ApiError::MethodNotAllowed)
+}
+
+fn not_found(method: &str, path: &str) -> ApiError {
+    let shown: String = path.chars().take(200).collect();
+    let method: String = method.chars().take(16).collect();
+    ApiError::NotFound(format!("Route {method} {shown} not found"))
+}
+
+pub fn dispatch(route: Route, req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    match route {
+        Route::Health => Ok(health::health(cx)),
+        Route::Signup => auth::signup(req, cx),
+        Route::Login => auth::login(req, cx),
+        Route::Me => auth::me(cx),
+        Route::Logout => auth::logout(cx),
+        Route::LogoutAll => auth::logout_all(cx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution() {
+        assert_eq!(resolve("GET", "/health"), Ok(Route::Health));
+        assert_eq!(resolve("POST", "/auth/login/"), Ok(Route::Login));
+        assert_eq!(
+            resolve("GET", "/auth/login"),
+            Err(ApiError::MethodNotAllowed)
+        );
+        assert!(matches!(
+            resolve("GET", "/nope"),
+            Err(ApiError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,73 @@
+//! The shared counter and revocation store, behind one small trait so Redis (shared by every
+//! instance) and SQLite (one machine, no Redis) are interchangeable.
+
+pub mod redis;
+
+use crate::policy::Policy;
+use crate::ratelimit::WindowState;
+
+/// One policy applied to one subject (an address or a user) at a cost.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub policy: Policy,
+    pub subject: String,
+    pub cost: u64,
+}
+
+impl Limit {
+    /// The counter's key prefix; the slot index is appended by the store.
+    pub fn key(&self) -> String {
+        format!("ae:rl:{}:{}", self.policy.name, self.subject)
+    }
+}
+
+/// The token half of a check: its digest (never the token) and its user.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRef<'a> {
+    pub digest: &'a str,
+    pub user_id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub now_ms: i64,
+    /// All limits had room, and every one was charged; otherwise none was.
+    pub admitted: bool,
+    pub windows: Vec<WindowState>,
+    pub revoked: bool,
+    /// Tokens of this user with a lower `tokenVersion` are invalid.
+    pub min_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store cannot be reached or failed; retrying later may work.
+    Unavailable(String),
+    /// The store can never work as configured (e.g. address not allowed by the manifest).
+    Misconfigured(String),
+}
+
+pub trait Store {
+    /// Charges every limit and reads the token's revocation state, atomically, in one round trip.
+    fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError>;
+    /// Gives back one unit charged in `slot` (a successful login is not an attempt that counts).
+    fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
+    /// Revokes one token until `expires_at` (unix seconds).
+    fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Invalidates a user's tokens below `version`, for `ttl_secs` (the longest token life).
+    fn raise_min_version(
+        &self,
+        user_id: i64,
+        version: i64,
+        ttl_secs: i64,
+    ) -> Result<(), StoreError>;
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+pub fn revoked_key(digest: &str) -> String {
+    format!("ae:rv:{digest}")
+}
+
+pub fn version_key(user_id: i64) -> String {
+    format!("ae:tv:{user_id}")
+}

@@ -1,0 +1,131 @@
+//! `edge-host up`: run alchemix-edge like `spin up`, on machines without Spin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use edge_host::manifest::Manifest;
+use edge_host::{App, AppOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "edge-host",
+    version,
+    about = "Run a Spin HTTP component without Spin"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the application, like `spin up`.
+    Up {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// Folder for the default SQLite database (default: `.spin` beside the manifest).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Spin runtime configuration (default: `runtime-config.toml` beside the manifest, if present).
+        #[arg(long)]
+        runtime_config_file: Option<PathBuf>,
+        /// The application manifest.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Run the component's build command first.
+        #[arg(long)]
+        build: bool,
+        /// Set an application variable (`name=value`), overriding the environment.
+        #[arg(long = "variable", value_parser = parse_variable)]
+        variables: Vec<(String, String)>,
+    },
+}
+
+fn parse_variable(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let Command::Up {
+        listen,
+        state_dir,
+        runtime_config_file,
+        manifest,
+        build,
+        variables,
+    } = Cli::parse().command;
+    if build {
+        run_build(&manifest)?;
+    }
+    let runtime_config = runtime_config_file.or_else(|| {
+        let beside = manifest
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("runtime-config.toml");
+        beside.exists().then_some(beside)
+    });
+    let opts = AppOptions {
+        manifest,
+        runtime_config,
+        state_dir,
+        variables,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = Arc::new(App::load(&opts)?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        println!("Serving http://{}", listener.local_addr()?);
+        app.serve(listener, shutdown_signal()).await?;
+        println!("Shutting down");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn run_build(manifest_path: &std::path::Path) -> Result<()> {
+    let manifest = Manifest::load(manifest_path)?;
+    let (id, component, _) = manifest.http_component()?;
+    let Some(build) = &component.build else {
+        bail!("component {id} has no [component.{id}.build] command");
+    };
+    let app_dir = manifest_path.parent().unwrap_or(std::path::Path::new("."));
+    let workdir = app_dir.join(build.workdir.as_deref().unwrap_or("."));
+    println!("Building component {id} with `{}`", build.command);
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&build.command)
+        .current_dir(workdir)
+        .status()
+        .context("cannot run the build command")?;
+    if !status.success() {
+        bail!("build command for {id} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! Loading an app and serving it: one pre-instantiated component, one fresh instance per request.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::manifest::{route_matches, Manifest};
+use crate::outbound::AllowedHost;
+use crate::runtime_config::{RuntimeConfig, SqliteDecl};
+use crate::spin_impl::{bindings, SpinState, SqliteDatabase};
+use crate::variables::Resolver;
+use crate::StoreState;
+
+/// Spin's default cap on concurrent outbound Redis connections per app.
+const DEFAULT_REDIS_CONNECTIONS: usize = 1024;
+
+/// How to load an app: the same knobs as `spin up`.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub manifest: PathBuf,
+    pub runtime_config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// Extra variables that win over the environment, like `spin up --variable`.
+    pub variables: Vec<(String, String)>,
+}
+
+impl AppOptions {
+    pub fn new(manifest: impl Into<PathBuf>) -> Self {
+        Self {
+            manifest: manifest.into(),
+            runtime_config: None,
+            state_dir: None,
+            variables: Vec::new(),
+        }
+    }
+}
+
+pub struct App {
+    pre: ProxyPre<StoreState>,
+    spin: Arc<SpinState>,
+    routes: Vec<String>,
+    component_id: String,
+}
+
+impl App {
+    /// Reads the manifest and runtime config, resolves variables and compiles the component.
+    pub fn load(opts: &AppOptions) -> Result<Self> {
+        let manifest = Manifest::load(&opts.manifest)?;
+        let app_dir = opts
+            .manifest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let runtime = match &opts.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let (component_id, decl, routes) = manifest.http_component()?;
+
+        let overrides: HashMap<String, String> = opts.variables.iter().cloned().collect();
+        let env = |name: &str| {
+            let key = name
+                .strip_prefix("SPIN_VARIABLE_")
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            overrides
+                .get(&key)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        let resolver = Resolver::new(&manifest.variables, &runtime, &env)?;
+        let mut variables = HashMap::new();
+        for (key, template) in &decl.variables {
+            variables.insert(key.clone(), resolver.expand(template)?);
+        }
+        let mut allowed_hosts = Vec::new();
+        for rule in &decl.allowed_outbound_hosts {
+            let expanded = resolver.expand(rule)?;
+            // An empty template value means "no such host" (the embedded-store mode), not a rule.
+            if expanded.is_empty() {
+                continue;
+            }
+            allowed_hosts.push(AllowedHost::parse(&expanded)?);
+        }
+
+        let state_dir = opts
+            .state_dir
+            .clone()
+            .or_else(|| runtime.state_dir.as_ref().map(|d| runtime.resolve(d)))
+            .unwrap_or_else(|| app_dir.join(".spin"));
+        let mut sqlite = HashMap::new();
+        for label in &decl.sqlite_databases {
+            let location = match runtime.sqlite_database.get(label) {
+                Some(SqliteDecl::Spin { path: Some(path) }) => Some(runtime.resolve(path)),
+                Some(SqliteDecl::Spin { path: None }) => None,
+                Some(SqliteDecl::Libsql { .. }) => {
+                    bail!("sqlite_database.{label}: libsql is not supported by edge-host")
+                }
+                None if label == "default" => {
+                    let dir = state_dir.to_string_lossy();
+                    (!dir.is_empty()).then(|| state_dir.join("sqlite_db.db"))
+                }
+                None => bail!(
+                    "component {component_id} uses sqlite database {label:?}, \
+                     which runtime-config.toml does not define"
+                ),
+            };
+            sqlite.insert(label.clone(), Arc::new(SqliteDatabase::open(location)?));
+        }
+        let max_redis = runtime
+            .outbound_redis
+            .as_ref()
+            .and_then(|r| r.max_connections)
+            .unwrap_or(DEFAULT_REDIS_CONNECTIONS);
+        let spin = Arc::new(SpinState {
+            variables,
+            allowed_hosts,
+            redis_permits: Arc::new(Semaphore::new(max_redis)),
+            sqlite,
+        });
+
+        let source = app_dir.join(&decl.source);
+        let engine = engine()?;
+        let component = Component::from_file(&engine, &source)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot load component {} (build it first: `edge-host up --build`)",
+                    source.display()
+                )
+            })?;
+        let mut linker = Linker::<StoreState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        bindings::SpinImports::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
+        let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Self {
+            pre,
+            spin,
+            routes: routes.into_iter().map(String::from).collect(),
+            component_id: component_id.to_string(),
+        })
+    }
+
+    /// Serves one request through a fresh instance of the component.
+    pub async fn handle<B>(
+        &self,
+        req: hyper::Request<B>,
+        client: SocketAddr,
+    ) -> Result<hyper::Response<HyperOutgoingBody>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let path = req.uri().path().to_string();
+        let Some(route) = self.routes.iter().find(|r| route_matches(r, &path)) else {
+            return Ok(plain(404, "Not Found"));
+        };
+        let req = with_spin_headers(req, route, client);
+        let mut store = Store::new(
+            self.pre.engine(),
+            StoreState {
+                wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                spin: self.spin.clone(),
+            },
+        );
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = self.pre.clone();
+        let task = tokio::task::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let e = match task.await {
+                    Ok(Ok(())) => anyhow::anyhow!("component never set a response"),
+                    Ok(Err(e)) => e.into(),
+                    Err(e) => e.into(),
+                };
+                Err(e.context(format!("component {} failed", self.component_id)))
+            }
+        }
+    }
+
+    /// Calls the component in process and collects the whole response.
+    pub async fn call(
+        &self,
+        req: hyper::Request<Full<Bytes>>,
+        client: SocketAddr,
+    ) -> Result<hyper::Response<Bytes>> {
+        let resp = self.handle(req, client).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(hyper::Response::from_parts(parts, body))
+    }
+
+    /// Accepts connections until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                () = &mut shutdown => return Ok(()),
+            };
+            let _ = stream.set_nodelay(true);
+            let app = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.respond(req, peer).await) }
+                });
+                // Client resets and half-closed sockets are routine; nothing to report.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn respond(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        match self.handle(req, peer).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                eprintln!("edge-host: request failed: {e:#}");
+                plain(500, "")
+            }
+        }
+    }
+}
+
+fn plain(status: u16, body: &'static str) -> hyper::Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut resp = hyper::Response::new(body);
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    resp
+}
+
+/// Spin's trigger headers, replacing any a client sent: the component trusts them.
+fn with_spin_headers<B>(
+    mut req: hyper::Request<B>,
+    route: &str,
+    client: SocketAddr,
+) -> hyper::Request<B> {
+    let path = req.uri().path().to_string();
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let full_url = format!(
+        "http://{host}{}",
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let base = route.strip_suffix("/...").unwrap_or(route);
+    let path_info = if route.ends_with("/...") {
+        path.strip_prefix(base).unwrap_or(&path).to_string()
+    } else {
+        String::new()
+    };
+    let headers = req.headers_mut();
+    let stale: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for key in stale {
+        headers.remove(key);
+    }
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set("spin-full-url", &full_url);
+    set("spin-path-info", &path_info);
+    set("spin-matched-route", route);
+    set("spin-base-path", "/");
+    set("spin-raw-component-route", route);
+    set("spin-component-route", base);
+    set("spin-client-addr", &client.to_string());
+    if !req.headers().contains_key(hyper::header::HOST) {
+        req.headers_mut().insert(
+            hyper::header::HOST,
+            hyper::header::HeaderValue::from_static("localhost"),
+        );
+    }
+    req
+}
+
+fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(1000);
+    pool.total_memories(1000);
+    pool.total_tables(1000);
+    pool.max_memory_size(256 << 20);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}

@@ -1,0 +1,402 @@
+//! The Spin interfaces the component imports (Redis, SQLite, variables), with Spin's semantics:
+//! a new Redis connection per `open`, allowed-hosts checks, SQLite labels, flat `execute` replies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::Resource;
+
+use crate::outbound::{self, AllowedHost};
+use crate::StoreState;
+
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "spin-imports",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/redis@2.0.0.connection": crate::spin_impl::RedisConnection,
+            "fermyon:spin/sqlite@2.0.0.connection": crate::spin_impl::SqliteConnection,
+        },
+    });
+}
+
+use bindings::fermyon::spin::{redis, sqlite, variables};
+
+/// What every request of one app shares: resolved variables, outbound rules, databases.
+pub struct SpinState {
+    pub variables: HashMap<String, String>,
+    pub allowed_hosts: Vec<AllowedHost>,
+    pub redis_permits: Arc<Semaphore>,
+    pub sqlite: HashMap<String, Arc<SqliteDatabase>>,
+}
+
+pub struct RedisConnection {
+    conn: ::redis::aio::MultiplexedConnection,
+    _permit: OwnedSemaphorePermit,
+}
+
+pub struct SqliteConnection {
+    db: Arc<SqliteDatabase>,
+}
+
+/// One SQLite database. File databases reuse their connections across requests, and WAL
+/// plus a busy timeout let several host processes share one file; an in-memory database
+/// lives in its single connection.
+pub enum SqliteDatabase {
+    File {
+        path: PathBuf,
+        idle: Mutex<Vec<rusqlite::Connection>>,
+    },
+    Memory(Mutex<rusqlite::Connection>),
+}
+
+impl SqliteDatabase {
+    pub fn open(location: Option<PathBuf>) -> anyhow::Result<Self> {
+        Ok(match location {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let first = connect_file(&path)
+                    .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+                Self::File {
+                    path,
+                    idle: Mutex::new(vec![first]),
+                }
+            }
+            None => Self::Memory(Mutex::new(rusqlite::Connection::open_in_memory()?)),
+        })
+    }
+
+    fn run(
+        &self,
+        statement: &str,
+        params: Vec<sqlite::Value>,
+    ) -> Result<sqlite::QueryResult, sqlite::Error> {
+        match self {
+            Self::Memory(conn) => {
+                let conn = conn.lock().map_err(io_error)?;
+                execute(&conn, statement, params)
+            }
+            Self::File { path, idle } => {
+                let pooled = idle.lock().map_err(io_error)?.pop();
+                let conn = match pooled {
+                    Some(conn) => conn,
+                    None => connect_file(path).map_err(io_error)?,
+                };
+                let result = execute(&conn, statement, params);
+                idle.lock().map_err(io_error)?.push(conn);
+                result
+            }
+        }
+    }
+}
+
+fn connect_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+fn io_error(e: impl std::fmt::Display) -> sqlite::Error {
+    sqlite::Error::Io(e.to_string())
+}
+
+fn execute(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    params: Vec<sqlite::Value>,
+) -> Result<sqlite::QueryResult, sqlite::Error> {
+    let mut stmt = conn.prepare_cached(statement).map_err(io_error)?;
+    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let params: Vec<rusqlite::types::Value> = params.into_iter().map(to_sql).collect();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(io_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(io_error)? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let value = row.get_ref(i).map_err(io_error)?;
+            values.push(from_sql(value));
+        }
+        out.push(sqlite::RowResult { values });
+    }
+    Ok(sqlite::QueryResult { columns, rows: out })
+}
+
+fn to_sql(v: sqlite::Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as V;
+    match v {
+        sqlite::Value::Integer(i) => V::Integer(i),
+        sqlite::Value::Real(f) => V::Real(f),
+        sqlite::Value::Text(s) => V::Text(s),
+        sqlite::Value::Blob(b) => V::Blob(b),
+        sqlite::Value::Null => V::Null,
+    }
+}
+
+fn from_sql(v: rusqlite::types::ValueRef<'_>) -> sqlite::Value {
+    use rusqlite::types::ValueRef as V;
+    match v {
+        V::Integer(i) => sqlite::Value::Integer(i),
+        V::Real(f) => sqlite::Value::Real(f),
+        V::Text(t) => sqlite::Value::Text(String::from_utf8_lossy(t).into_owned()),
+        V::Blob(b) => sqlite::Value::Blob(b.to_vec()),
+        V::Null => sqlite::Value::Null,
+    }
+}
+
+type Trap<T> = wasmtime::Result<T>;
+
+impl redis::Host for StoreState {}
+
+impl redis::HostConnection for StoreState {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> Trap<Result<Resource<RedisConnection>, redis::Error>> {
+        if !outbound::any_allows(&self.spin.allowed_hosts, &address) {
+            eprintln!(
+                "Outbound network destination not allowed: {}",
+                redact(&address)
+            );
+            return Ok(Err(redis::Error::InvalidAddress));
+        }
+        let Ok(permit) = self.spin.redis_permits.clone().try_acquire_owned() else {
+            return Ok(Err(redis::Error::TooManyConnections));
+        };
+        let client = match ::redis::Client::open(address.as_str()) {
+            Ok(client) => client,
+            Err(_) => return Ok(Err(redis::Error::InvalidAddress)),
+        };
+        let conn = match client.get_multiplexed_async_connection().await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(redis::Error::Other(e.to_string()))),
+        };
+        let resource = self.table.push(RedisConnection {
+            conn,
+            _permit: permit,
+        })?;
+        Ok(Ok(resource))
+    }
+
+    async fn publish(
+        &mut self,
+        this: Resource<RedisConnection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Trap<Result<(), redis::Error>> {
+        let mut cmd = ::redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(payload);
+        Ok(self.query::<i64>(&this, cmd).await?.map(|_| ()))
+    }
+
+    async fn get(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+    ) -> Trap<Result<Option<Vec<u8>>, redis::Error>> {
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(key);
+        self.query(&this, cmd).await
+    }
+
+    async fn set(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Trap<Result<(), redis::Error>> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        self.query(&this, cmd).await
+    }
+
+    async fn incr(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+    ) -> Trap<Result<i64, redis::Error>> {
+        let mut cmd = ::redis::cmd("INCR");
+        cmd.arg(key);
+        self.query(&this, cmd).await
+    }
+
+    async fn del(
+        &mut self,
+        this: Resource<RedisConnection>,
+        keys: Vec<String>,
+    ) -> Trap<Result<u32, redis::Error>> {
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(keys);
+        self.query(&this, cmd).await
+    }
+
+    async fn sadd(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Trap<Result<u32, redis::Error>> {
+        let mut cmd = ::redis::cmd("SADD");
+        cmd.arg(key).arg(values);
+        self.query(&this, cmd).await
+    }
+
+    async fn smembers(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+    ) -> Trap<Result<Vec<String>, redis::Error>> {
+        let mut cmd = ::redis::cmd("SMEMBERS");
+        cmd.arg(key);
+        self.query(&this, cmd).await
+    }
+
+    async fn srem(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Trap<Result<u32, redis::Error>> {
+        let mut cmd = ::redis::cmd("SREM");
+        cmd.arg(key).arg(values);
+        self.query(&this, cmd).await
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<RedisConnection>,
+        command: String,
+        arguments: Vec<redis::RedisParameter>,
+    ) -> Trap<Result<Vec<redis::RedisResult>, redis::Error>> {
+        let mut cmd = ::redis::cmd(&command);
+        for arg in arguments {
+            match arg {
+                redis::RedisParameter::Int64(i) => cmd.arg(i),
+                redis::RedisParameter::Binary(b) => cmd.arg(b),
+            };
+        }
+        let value = match self.query::<::redis::Value>(&this, cmd).await? {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut out = Vec::new();
+        Ok(flatten(value, &mut out).map(|()| out))
+    }
+
+    async fn drop(&mut self, this: Resource<RedisConnection>) -> Trap<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl StoreState {
+    async fn query<T: ::redis::FromRedisValue>(
+        &mut self,
+        this: &Resource<RedisConnection>,
+        cmd: ::redis::Cmd,
+    ) -> Trap<Result<T, redis::Error>> {
+        let conn = &mut self.table.get_mut(this)?.conn;
+        Ok(cmd.query_async::<T>(conn).await.map_err(|e| {
+            if e.kind() == ::redis::ErrorKind::UnexpectedReturnType {
+                redis::Error::TypeError
+            } else {
+                redis::Error::Other(e.to_string())
+            }
+        }))
+    }
+}
+
+/// Spin's flattening of a reply into the interface's four cases.
+fn flatten(value: ::redis::Value, out: &mut Vec<redis::RedisResult>) -> Result<(), redis::Error> {
+    use ::redis::Value as V;
+    match value {
+        V::Nil => out.push(redis::RedisResult::Nil),
+        V::Int(i) => out.push(redis::RedisResult::Int64(i)),
+        V::BulkString(b) => out.push(redis::RedisResult::Binary(b)),
+        V::SimpleString(s) => out.push(redis::RedisResult::Status(s)),
+        V::Okay => out.push(redis::RedisResult::Status("OK".into())),
+        V::Array(items) | V::Set(items) => {
+            for item in items {
+                flatten(item, out)?;
+            }
+        }
+        V::Double(d) => out.push(redis::RedisResult::Binary(d.to_string().into_bytes())),
+        V::BigNumber(n) => out.push(redis::RedisResult::Binary(n)),
+        V::Boolean(b) => out.push(redis::RedisResult::Int64(i64::from(b))),
+        V::ServerError(e) => return Err(redis::Error::Other(format!("{e:?}"))),
+        _ => return Err(redis::Error::Other("unsupported".into())),
+    }
+    Ok(())
+}
+
+/// Addresses may carry a password; logs get the host part only.
+fn redact(address: &str) -> String {
+    match address.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            format!(
+                "{scheme}://{}",
+                authority.rsplit('@').next().unwrap_or_default()
+            )
+        }
+        None => "<unparseable address>".into(),
+    }
+}
+
+impl sqlite::Host for StoreState {}
+
+impl sqlite::HostConnection for StoreState {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> Trap<Result<Resource<SqliteConnection>, sqlite::Error>> {
+        let Some(db) = self.spin.sqlite.get(&database) else {
+            return Ok(Err(sqlite::Error::AccessDenied));
+        };
+        let db = db.clone();
+        Ok(Ok(self.table.push(SqliteConnection { db })?))
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> Trap<Result<sqlite::QueryResult, sqlite::Error>> {
+        let db = self.table.get(&this)?.db.clone();
+        let result = tokio::task::spawn_blocking(move || db.run(&statement, parameters))
+            .await
+            .map_err(|e| wasmtime::format_err!("sqlite worker failed: {e}"))?;
+        Ok(result)
+    }
+
+    async fn drop(&mut self, this: Resource<SqliteConnection>) -> Trap<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl variables::Host for StoreState {
+    async fn get(&mut self, name: String) -> Trap<Result<String, variables::Error>> {
+        if crate::manifest::check_variable_name(&name).is_err() {
+            return Ok(Err(variables::Error::InvalidName(name)));
+        }
+        Ok(self
+            .spin
+            .variables
+            .get(&name)
+            .cloned()
+            .ok_or(variables::Error::Undefined(name)))
+    }
+}
