@@ -16,7 +16,11 @@ use crate::store::redis::RedisStore;
 async fn handle(req: IncomingRequest) -> SpinResponse {
     let resp = match read(req).await {
         Ok(req) => serve(&req),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut resp = e.into_response();
+            pipeline::finish(&mut resp, None, &random);
+            resp
+        }
     };
     let mut builder = SpinResponse::builder();
     builder.status(resp.status);
@@ -74,7 +78,9 @@ fn serve(req: &Request) -> Response {
         Ok(config) => config,
         Err(problem) => {
             eprintln!("alchemix-edge: refusing to serve: {problem}");
-            return ApiError::Misconfigured.into_response();
+            let mut resp = ApiError::Misconfigured.into_response();
+            pipeline::finish(&mut resp, req.header("x-request-id"), &random);
+            return resp;
         }
     };
     let store = RedisStore::new(&config.redis_address);

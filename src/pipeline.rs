@@ -59,7 +59,6 @@ pub fn store_error(e: StoreError) -> ApiError {
 
 /// Serves one request; never panics on input, always answers JSON.
 pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
-    let request_id = request_id(svc.random);
     let mut resp = match run(req, config, svc) {
         Ok(resp) => resp,
         Err((e, headers)) => {
@@ -68,15 +67,20 @@ pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
             resp
         }
     };
-    resp.set_header("x-request-id", request_id);
-    if let Some(client_id) = req.header("x-request-id").filter(|v| is_uuid(v)) {
-        resp.set_header("x-client-request-id", client_id);
-    }
-    security_headers(&mut resp);
+    finish(&mut resp, req.header("x-request-id"), svc.random);
     if req.method == "HEAD" {
         resp.body.clear();
     }
     resp
+}
+
+/// What every response carries, including those refused before the pipeline runs.
+pub fn finish(resp: &mut Response, client_request_id: Option<&str>, random: &dyn Fn(&mut [u8])) {
+    resp.set_header("x-request-id", request_id(random));
+    if let Some(client_id) = client_request_id.filter(|v| is_uuid(v)) {
+        resp.set_header("x-client-request-id", client_id);
+    }
+    security_headers(resp);
 }
 
 type Headers = Vec<(String, String)>;

@@ -40,8 +40,38 @@ pub struct RedisConnection {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A `sqlite` connection resource. Like Spin, each `open` gets a connection of its own for its
+/// lifetime, so a transaction spans the statements of one request; file connections go back to
+/// a pool afterwards (rolled back if the guest left a transaction open).
 pub struct SqliteConnection {
-    db: Arc<SqliteDatabase>,
+    conn: Option<Arc<Mutex<rusqlite::Connection>>>,
+    home: Option<Arc<SqliteDatabase>>,
+}
+
+impl SqliteConnection {
+    fn shared(&self) -> Arc<Mutex<rusqlite::Connection>> {
+        self.conn.clone().expect("connection present until drop")
+    }
+}
+
+impl Drop for SqliteConnection {
+    fn drop(&mut self) {
+        let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
+            return;
+        };
+        let Ok(conn) = Arc::try_unwrap(conn) else {
+            return;
+        };
+        let Ok(conn) = conn.into_inner() else { return };
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return;
+        }
+        if let SqliteDatabase::File { idle, .. } = &*home {
+            if let Ok(mut idle) = idle.lock() {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 /// One SQLite database. File databases reuse their connections across requests, and WAL
@@ -52,7 +82,7 @@ pub enum SqliteDatabase {
         path: PathBuf,
         idle: Mutex<Vec<rusqlite::Connection>>,
     },
-    Memory(Mutex<rusqlite::Connection>),
+    Memory(Arc<Mutex<rusqlite::Connection>>),
 }
 
 impl SqliteDatabase {
@@ -70,29 +100,28 @@ impl SqliteDatabase {
                     idle: Mutex::new(vec![first]),
                 }
             }
-            None => Self::Memory(Mutex::new(rusqlite::Connection::open_in_memory()?)),
+            None => Self::Memory(Arc::new(
+                Mutex::new(rusqlite::Connection::open_in_memory()?),
+            )),
         })
     }
 
-    fn run(
-        &self,
-        statement: &str,
-        params: Vec<sqlite::Value>,
-    ) -> Result<sqlite::QueryResult, sqlite::Error> {
-        match self {
-            Self::Memory(conn) => {
-                let conn = conn.lock().map_err(io_error)?;
-                execute(&conn, statement, params)
-            }
+    fn checkout(self: &Arc<Self>) -> Result<SqliteConnection, sqlite::Error> {
+        match &**self {
+            Self::Memory(conn) => Ok(SqliteConnection {
+                conn: Some(conn.clone()),
+                home: None,
+            }),
             Self::File { path, idle } => {
                 let pooled = idle.lock().map_err(io_error)?.pop();
                 let conn = match pooled {
                     Some(conn) => conn,
                     None => connect_file(path).map_err(io_error)?,
                 };
-                let result = execute(&conn, statement, params);
-                idle.lock().map_err(io_error)?.push(conn);
-                result
+                Ok(SqliteConnection {
+                    conn: Some(Arc::new(Mutex::new(conn))),
+                    home: Some(self.clone()),
+                })
             }
         }
     }
@@ -364,8 +393,11 @@ impl sqlite::HostConnection for StoreState {
         let Some(db) = self.spin.sqlite.get(&database) else {
             return Ok(Err(sqlite::Error::AccessDenied));
         };
-        let db = db.clone();
-        Ok(Ok(self.table.push(SqliteConnection { db })?))
+        let conn = match db.checkout() {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(conn)?))
     }
 
     async fn execute(
@@ -374,10 +406,13 @@ impl sqlite::HostConnection for StoreState {
         statement: String,
         parameters: Vec<sqlite::Value>,
     ) -> Trap<Result<sqlite::QueryResult, sqlite::Error>> {
-        let db = self.table.get(&this)?.db.clone();
-        let result = tokio::task::spawn_blocking(move || db.run(&statement, parameters))
-            .await
-            .map_err(|e| wasmtime::format_err!("sqlite worker failed: {e}"))?;
+        let conn = self.table.get(&this)?.shared();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().map_err(io_error)?;
+            execute(&conn, &statement, parameters)
+        })
+        .await
+        .map_err(|e| wasmtime::format_err!("sqlite worker failed: {e}"))?;
         Ok(result)
     }
 

@@ -1,0 +1,134 @@
+//! Redis going away and coming back, a misconfigured edge, and fail-open routes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+
+#[test]
+fn redis_down_means_503_not_401_and_recovery_without_restart() {
+    let mut redis = RedisServer::start();
+    let edge = Edge::start(&redis);
+    let token = signup(&edge, "down@example.com");
+    redis.kill();
+
+    let r = get(&edge.url("/auth/me"), Some(&token));
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(r.body["success"], json!(false));
+    assert!(!r.error().is_empty());
+    let r = login(&edge, "down@example.com", PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    let r = get(&edge.url("/health"), None);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body["status"], "degraded");
+    assert_eq!(
+        r.body["services"],
+        json!({"redis": "down", "database": "ok"})
+    );
+
+    // A refused connection is answered at once, not after retries.
+    let started = Instant::now();
+    assert_eq!(get(&edge.url("/auth/me"), Some(&token)).status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    redis.restart();
+    let back = Instant::now();
+    loop {
+        let r = get(&edge.url("/auth/me"), Some(&token));
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "not back within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(&edge.url("/health"), None).status, 200);
+}
+
+#[test]
+fn fail_open_routes_serve_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let edge = Edge::builder(&redis.url())
+        .var("fail_open_routes", "GET /auth/me")
+        .start();
+    let token = signup(&edge, "open@example.com");
+    redis.kill();
+    let r = get(&edge.url("/auth/me"), Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-edge-degraded"), Some("store-unavailable"));
+    // Everything else still fails closed.
+    assert_eq!(
+        post(&edge.url("/auth/logout"), Some(&token), json!({})).status,
+        503
+    );
+}
+
+#[test]
+fn redis_address_outside_allowed_hosts_is_a_clear_503() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let manifest = std::fs::read_to_string(root().join("spin.toml"))
+        .unwrap()
+        .replace(
+            r#"allowed_outbound_hosts = ["{{ redis_address }}"]"#,
+            r#"allowed_outbound_hosts = ["redis://127.0.0.1:1"]"#,
+        )
+        .replace(
+            r#"source = "target/"#,
+            &format!(r#"source = "{}/target/"#, root().display()),
+        );
+    let path = dir.0.join("spin.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let edge = Edge::builder(&redis.url()).manifest(&path).start();
+    let r = login(&edge, "allowed@example.com", PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let log = edge.drain_log().join("\n");
+    assert!(
+        log.contains("Outbound network destination not allowed"),
+        "{log}"
+    );
+    assert!(log.contains("allowed_outbound_hosts"), "{log}");
+}
+
+#[test]
+fn short_secret_refuses_to_serve_without_logging_it() {
+    let redis = RedisServer::start();
+    let edge = Edge::builder(&redis.url())
+        .var("jwt_secret", "too-short")
+        .start();
+    let r = get(&edge.url("/health"), None);
+    assert_eq!(r.status, 500);
+    assert_eq!(r.error(), "Server misconfigured");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let log = edge.drain_log().join("\n");
+    assert!(log.contains("jwt_secret") && log.contains("32"), "{log}");
+    assert!(
+        !log.contains("too-short"),
+        "the secret itself must not be logged"
+    );
+}
+
+#[test]
+fn unresolvable_required_variable_stops_the_host() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edge-host"));
+    let out = cmd
+        .args(["up", "--listen", "127.0.0.1:0", "-f"])
+        .arg(root().join("spin.toml"))
+        .env_remove("SPIN_VARIABLE_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SPIN_VARIABLE_JWT_SECRET"), "{stderr}");
+}

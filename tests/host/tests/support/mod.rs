@@ -1,0 +1,354 @@
+//! Real processes for black-box tests: redis-server on free ports, edge-host serving the
+//! component built from this checkout, and a small HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const PASSWORD: &str = "Str0ng!Passw0rd";
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port, empty: it keeps nothing on disk.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .client()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection()
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.client().expect("redis connection")
+    }
+
+    /// Every key and its string value (other types as their TYPE name).
+    pub fn dump(&self) -> Vec<(String, String)> {
+        let mut conn = self.conn();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        keys.into_iter()
+            .map(|k| {
+                let value = redis::cmd("GET")
+                    .arg(&k)
+                    .query::<Option<String>>(&mut conn)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                (k, value)
+            })
+            .collect()
+    }
+
+    pub fn ttl(&self, key: &str) -> i64 {
+        redis::cmd("TTL").arg(key).query(&mut self.conn()).unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Edge {
+    pub port: u16,
+    child: Child,
+    log: std::sync::Mutex<mpsc::Receiver<String>>,
+    _state: Option<TempDir>,
+}
+
+pub struct EdgeBuilder {
+    env: Vec<(String, String)>,
+    state_dir: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+}
+
+impl EdgeBuilder {
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.env.push((
+            format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+            value.to_string(),
+        ));
+        self
+    }
+
+    /// Share a state dir (and so one SQLite database) between instances.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn manifest(mut self, path: &Path) -> Self {
+        self.manifest = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn start(self) -> Edge {
+        self.try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts edge-host; on failure returns what it printed.
+    pub fn try_start(self) -> Result<Edge, String> {
+        let wasm = root().join("target/wasm32-wasip2/release/alchemix_edge.wasm");
+        assert!(
+            wasm.exists(),
+            "build the component first: cargo build --target wasm32-wasip2 --release -p alchemix-edge"
+        );
+        let (own_state, state_dir) = match self.state_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let t = TempDir::new();
+                let p = t.0.clone();
+                (Some(t), p)
+            }
+        };
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-host"));
+        cmd.args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("-f")
+            .arg(
+                self.manifest
+                    .clone()
+                    .unwrap_or_else(|| root().join("spin.toml")),
+            )
+            .env("SPIN_VARIABLE_JWT_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("edge-host");
+        let (tx, rx) = mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.starts_with("Serving") => {
+                    return Ok(Edge {
+                        port,
+                        child,
+                        log: std::sync::Mutex::new(rx),
+                        _state: own_state,
+                    });
+                }
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        while let Ok(line) = rx.try_recv() {
+                            seen.push(line);
+                        }
+                        return Err(format!("edge-host exited ({status}): {}", seen.join("\n")));
+                    }
+                }
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("edge-host did not start: {}", seen.join("\n")))
+    }
+}
+
+impl Edge {
+    pub fn builder(redis: &str) -> EdgeBuilder {
+        EdgeBuilder {
+            env: Vec::new(),
+            state_dir: None,
+            manifest: None,
+        }
+        .var("redis_address", redis)
+    }
+
+    pub fn start(redis: &RedisServer) -> Self {
+        Self::builder(&redis.url()).start()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Everything the host and component have printed so far.
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log.lock().unwrap().try_iter().collect()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("edge-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn send(req: reqwest::blocking::RequestBuilder) -> Reply {
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+pub fn get(url: &str, token: Option<&str>) -> Reply {
+    let mut req = client().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    send(req)
+}
+
+pub fn post(url: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
+    let mut req = client().post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    send(req)
+}
+
+pub fn signup(edge: &Edge, email: &str) -> String {
+    let r = post(
+        &edge.url("/auth/signup"),
+        None,
+        serde_json::json!({ "email": email, "password": PASSWORD }),
+    );
+    assert_eq!(r.status, 201, "signup: {}", r.text);
+    r.body["data"]["token"].as_str().unwrap().to_string()
+}
+
+pub fn login(edge: &Edge, email: &str, password: &str) -> Reply {
+    post(
+        &edge.url("/auth/login"),
+        None,
+        serde_json::json!({ "email": email, "password": password }),
+    )
+}
+
+/// `n` instances on one Redis and one state dir, as behind a load balancer.
+pub fn cluster(redis: &RedisServer, n: usize) -> (Vec<Edge>, TempDir) {
+    let state = TempDir::new();
+    let edges = (0..n)
+        .map(|_| Edge::builder(&redis.url()).state_dir(&state.0).start())
+        .collect();
+    (edges, state)
+}
