@@ -18,7 +18,7 @@ async fn handle(req: IncomingRequest) -> SpinResponse {
         Ok(req) => serve(&req),
         Err(e) => {
             let mut resp = e.into_response();
-            pipeline::finish(&mut resp, None, &random);
+            pipeline::finish(&mut resp, None, &[], &random);
             resp
         }
     };
@@ -79,7 +79,7 @@ fn serve(req: &Request) -> Response {
         Err(problem) => {
             eprintln!("alchemix-edge: refusing to serve: {problem}");
             let mut resp = ApiError::Misconfigured.into_response();
-            pipeline::finish(&mut resp, req.header("x-request-id"), &random);
+            pipeline::finish(&mut resp, Some(req), &[], &random);
             return resp;
         }
     };

@@ -11,11 +11,10 @@ pub enum ApiError {
         details: Option<Value>,
     },
     Unauthorized(&'static str),
+    Forbidden(&'static str),
     NotFound(String),
     MethodNotAllowed,
     PayloadTooLarge,
-    UnsupportedMediaType,
-    Conflict(String),
     TooManyRequests {
         message: String,
         retry_after: u64,
@@ -50,11 +49,10 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => 400,
             Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed => 405,
-            Self::Conflict(_) => 409,
             Self::PayloadTooLarge => 413,
-            Self::UnsupportedMediaType => 415,
             Self::TooManyRequests { .. } => 429,
             Self::Misconfigured | Self::Internal(_) => 500,
             Self::Unavailable { .. } => 503,
@@ -65,15 +63,10 @@ impl ApiError {
         let status = self.status();
         let (message, details, retry_after) = match self {
             Self::BadRequest { message, details } => (message, details, None),
-            Self::Unauthorized(m) => (m.to_string(), None, None),
-            Self::NotFound(m) | Self::Conflict(m) => (m, None, None),
+            Self::Unauthorized(m) | Self::Forbidden(m) => (m.to_string(), None, None),
+            Self::NotFound(m) => (m, None, None),
             Self::MethodNotAllowed => ("Method not allowed".into(), None, None),
             Self::PayloadTooLarge => ("Request body too large (limit 10 MB)".into(), None, None),
-            Self::UnsupportedMediaType => (
-                "Request body must be JSON (Content-Type: application/json)".into(),
-                None,
-                None,
-            ),
             Self::TooManyRequests {
                 message,
                 retry_after,

@@ -4,6 +4,7 @@
 //! is plain Rust that knows nothing of Spin, and is tested natively.
 
 pub mod config;
+pub mod cors;
 pub mod db;
 pub mod error;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod routes;
 pub mod store;
 pub mod time;
 pub mod token;
+pub mod validate;
 
 // The HTTP export only links into the WebAssembly component.
 #[cfg(target_arch = "wasm32")]

@@ -2,6 +2,7 @@
 //! authentication, handler, response headers. Every failure becomes an `ApiError` here.
 
 use crate::config::Config;
+use crate::cors;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -59,6 +60,13 @@ pub fn store_error(e: StoreError) -> ApiError {
 
 /// Serves one request; never panics on input, always answers JSON.
 pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
+    let origin = req.header("origin");
+    if req.method == "OPTIONS" {
+        // Preflights are answered here: no token, no limiter, no store.
+        let mut resp = cors::preflight(origin, &config.cors_origins);
+        finish(&mut resp, Some(req), &config.cors_origins, svc.random);
+        return resp;
+    }
     let mut resp = match run(req, config, svc) {
         Ok(resp) => resp,
         Err((e, headers)) => {
@@ -67,7 +75,7 @@ pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
             resp
         }
     };
-    finish(&mut resp, req.header("x-request-id"), svc.random);
+    finish(&mut resp, Some(req), &config.cors_origins, svc.random);
     if req.method == "HEAD" {
         resp.body.clear();
     }
@@ -75,10 +83,21 @@ pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
 }
 
 /// What every response carries, including those refused before the pipeline runs.
-pub fn finish(resp: &mut Response, client_request_id: Option<&str>, random: &dyn Fn(&mut [u8])) {
+pub fn finish(
+    resp: &mut Response,
+    req: Option<&Request>,
+    cors_origins: &[String],
+    random: &dyn Fn(&mut [u8]),
+) {
     resp.set_header("x-request-id", request_id(random));
-    if let Some(client_id) = client_request_id.filter(|v| is_uuid(v)) {
+    if let Some(client_id) = req
+        .and_then(|r| r.header("x-request-id"))
+        .filter(|v| is_uuid(v))
+    {
         resp.set_header("x-client-request-id", client_id);
+    }
+    if let Some(origin) = req.and_then(|r| r.header("origin")) {
+        cors::allow(resp, origin, cors_origins);
     }
     security_headers(resp);
 }

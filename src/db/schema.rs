@@ -4,21 +4,72 @@
 use super::{Database, DbError, Value};
 
 /// Each entry is one version; never edit a released one, append a new one.
-pub const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE users (
+pub const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE users (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         email TEXT UNIQUE NOT NULL,
         password_hash TEXT NOT NULL,
         token_version INTEGER NOT NULL DEFAULT 0,
         created_at DATETIME DEFAULT CURRENT_TIMESTAMP
     )",
-    "CREATE TABLE revoked_tokens (
+        "CREATE TABLE revoked_tokens (
         digest TEXT PRIMARY KEY,
         user_id INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     )",
-    "CREATE INDEX idx_revoked_tokens_expires ON revoked_tokens(expires_at)",
-]];
+        "CREATE INDEX idx_revoked_tokens_expires ON revoked_tokens(expires_at)",
+    ],
+    &[
+        r#"CREATE TABLE bottles (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        "Stock Number" INTEGER,
+        "Liquor Type" TEXT,
+        "Detailed Spirit Classification" TEXT,
+        "Distillation Method" TEXT,
+        "ABV (%)" REAL,
+        "Distillery Location" TEXT,
+        "Age Statement or Barrel Finish" TEXT,
+        "Additional Notes" TEXT,
+        "Profile (Nose)" TEXT,
+        "Palate" TEXT,
+        "Finish" TEXT,
+        created_at DATETIME DEFAULT CURRENT_TIMESTAMP
+    )"#,
+        "CREATE INDEX idx_bottles_user ON bottles(user_id, created_at)",
+        "CREATE TABLE collections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        description TEXT,
+        created_at DATETIME DEFAULT CURRENT_TIMESTAMP
+    )",
+        "CREATE INDEX idx_collections_user ON collections(user_id)",
+        "CREATE TABLE recipes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        ingredients TEXT NOT NULL DEFAULT '[]',
+        instructions TEXT,
+        glass TEXT,
+        category TEXT,
+        collection_id INTEGER REFERENCES collections(id) ON DELETE SET NULL,
+        created_at DATETIME DEFAULT CURRENT_TIMESTAMP
+    )",
+        "CREATE INDEX idx_recipes_user ON recipes(user_id, created_at)",
+        "CREATE INDEX idx_recipes_collection ON recipes(collection_id)",
+        "CREATE TABLE favorites (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        recipe_name TEXT NOT NULL,
+        recipe_id INTEGER REFERENCES recipes(id) ON DELETE SET NULL,
+        created_at DATETIME DEFAULT CURRENT_TIMESTAMP
+    )",
+        "CREATE INDEX idx_favorites_user ON favorites(user_id)",
+    ],
+];
 
 /// Called once per request before the first statement: one cheap read when up to date.
 pub fn prepare(db: &dyn Database) -> Result<(), DbError> {

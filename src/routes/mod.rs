@@ -2,10 +2,12 @@
 
 pub mod auth;
 pub mod health;
+pub mod resources;
 
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::pipeline::Ctx;
+use resources::{Action, Resource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -15,11 +17,16 @@ pub enum Route {
     Me,
     Logout,
     LogoutAll,
+    OpenApi,
+    Api(Resource, Action),
 }
 
 impl Route {
     pub fn needs_token(self) -> bool {
-        matches!(self, Self::Me | Self::Logout | Self::LogoutAll)
+        matches!(
+            self,
+            Self::Me | Self::Logout | Self::LogoutAll | Self::Api(..)
+        )
     }
 
     /// Credential-guessing routes: the auth limit applies, and successes are refunded.
@@ -29,7 +36,7 @@ impl Route {
 
     /// Routes that read Redis and SQLite themselves rather than through the limiter.
     pub fn is_unlimited(self) -> bool {
-        matches!(self, Self::Health)
+        matches!(self, Self::Health | Self::OpenApi)
     }
 }
 
@@ -40,8 +47,12 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     } else {
         path
     };
+    if let Some(api) = resources::resolve(method, path) {
+        return api.map(|(resource, action)| Route::Api(resource, action));
+    }
     let candidates: &[(&str, Route)] = match path {
         "/health" => &[("GET", Route::Health)],
+        "/openapi.json" => &[("GET", Route::OpenApi)],
         "/auth/signup" => &[("POST", Route::Signup)],
         "/auth/login" => &[("POST", Route::Login)],
         "/auth/me" => &[("GET", Route::Me)],
@@ -70,7 +81,22 @@ pub fn dispatch(route: Route, req: &Request, cx: &Ctx<'_>) -> Result<Response, A
         Route::Me => auth::me(cx),
         Route::Logout => auth::logout(cx),
         Route::LogoutAll => auth::logout_all(cx),
+        Route::OpenApi => Ok(openapi()),
+        Route::Api(resource, action) => resources::dispatch(resource, action, req, cx),
     }
+}
+
+/// The OpenAPI description (`openapi.yaml`, converted to JSON at build time).
+fn openapi() -> Response {
+    let mut resp = Response {
+        status: 200,
+        headers: Vec::new(),
+        body: include_str!(concat!(env!("OUT_DIR"), "/openapi.json"))
+            .as_bytes()
+            .to_vec(),
+    };
+    resp.set_header("content-type", "application/json");
+    resp
 }
 
 #[cfg(test)]

@@ -1,0 +1,539 @@
+//! The user's bar: inventory, recipes, favorites and collections, described as data and served
+//! by one set of scoped CRUD handlers. Every query carries `user_id = ?`, so another user's row
+//! is indistinguishable from a missing one.
+
+use serde_json::{json, Value as Json};
+
+use crate::db::{Database, DbError, Rows, Value};
+use crate::error::ApiError;
+use crate::http::{json_object, Request, Response};
+use crate::pipeline::Ctx;
+use crate::validate::{check_body, Field, Kind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Inventory,
+    Recipes,
+    Favorites,
+    Collections,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    List,
+    Create,
+    Update(i64),
+    Delete(i64),
+}
+
+/// How updates treat fields the body leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Update {
+    /// A full replace: absent fields become NULL (AlcheMix inventory).
+    Replace,
+    /// Only the fields sent change.
+    Partial,
+    None,
+}
+
+struct Spec {
+    table: &'static str,
+    fields: &'static [Field],
+    update: Update,
+    paginated: bool,
+    /// (referencing column, referenced table, message when it is not the caller's row)
+    reference: Option<(&'static str, &'static str, &'static str)>,
+    invalid_id: &'static str,
+    not_found: &'static str,
+    deleted: &'static str,
+    list_extra: &'static str,
+}
+
+const fn text(key: &'static str, column: &'static str, max: usize) -> Field {
+    Field {
+        key,
+        column,
+        kind: Kind::Text(max),
+        required: false,
+    }
+}
+
+const BOTTLE_FIELDS: &[Field] = &[
+    Field {
+        key: "name",
+        column: "name",
+        kind: Kind::Text(255),
+        required: true,
+    },
+    Field {
+        key: "Stock Number",
+        column: "\"Stock Number\"",
+        kind: Kind::Int(0, 999_999),
+        required: false,
+    },
+    text("Liquor Type", "\"Liquor Type\"", 100),
+    text(
+        "Detailed Spirit Classification",
+        "\"Detailed Spirit Classification\"",
+        200,
+    ),
+    text("Distillation Method", "\"Distillation Method\"", 100),
+    Field {
+        key: "ABV (%)",
+        column: "\"ABV (%)\"",
+        kind: Kind::Real(0.0, 100.0),
+        required: false,
+    },
+    text("Distillery Location", "\"Distillery Location\"", 200),
+    text(
+        "Age Statement or Barrel Finish",
+        "\"Age Statement or Barrel Finish\"",
+        200,
+    ),
+    text("Additional Notes", "\"Additional Notes\"", 2000),
+    text("Profile (Nose)", "\"Profile (Nose)\"", 500),
+    text("Palate", "\"Palate\"", 500),
+    text("Finish", "\"Finish\"", 500),
+];
+
+const RECIPE_FIELDS: &[Field] = &[
+    Field {
+        key: "name",
+        column: "name",
+        kind: Kind::Text(255),
+        required: true,
+    },
+    Field {
+        key: "ingredients",
+        column: "ingredients",
+        kind: Kind::StringList,
+        required: false,
+    },
+    text("instructions", "instructions", 2000),
+    text("glass", "glass", 100),
+    text("category", "category", 100),
+    Field {
+        key: "collection_id",
+        column: "collection_id",
+        kind: Kind::Ref,
+        required: false,
+    },
+];
+
+const FAVORITE_FIELDS: &[Field] = &[
+    Field {
+        key: "recipe_name",
+        column: "recipe_name",
+        kind: Kind::Text(255),
+        required: true,
+    },
+    Field {
+        key: "recipe_id",
+        column: "recipe_id",
+        kind: Kind::Ref,
+        required: false,
+    },
+];
+
+const COLLECTION_FIELDS: &[Field] = &[
+    Field {
+        key: "name",
+        column: "name",
+        kind: Kind::Text(100),
+        required: true,
+    },
+    text("description", "description", 500),
+];
+
+fn spec(resource: Resource) -> &'static Spec {
+    const INVENTORY: Spec = Spec {
+        table: "bottles",
+        fields: BOTTLE_FIELDS,
+        update: Update::Replace,
+        paginated: true,
+        reference: None,
+        invalid_id: "Invalid bottle ID",
+        not_found: "Bottle not found",
+        deleted: "Bottle deleted successfully",
+        list_extra: "",
+    };
+    const RECIPES: Spec = Spec {
+        table: "recipes",
+        fields: RECIPE_FIELDS,
+        update: Update::Partial,
+        paginated: true,
+        reference: Some((
+            "collection_id",
+            "collections",
+            "Collection not found or access denied",
+        )),
+        invalid_id: "Invalid recipe ID",
+        not_found: "Recipe not found or access denied",
+        deleted: "Recipe deleted successfully",
+        list_extra: "",
+    };
+    const FAVORITES: Spec = Spec {
+        table: "favorites",
+        fields: FAVORITE_FIELDS,
+        update: Update::None,
+        paginated: false,
+        reference: Some(("recipe_id", "recipes", "Invalid recipe ID")),
+        invalid_id: "Invalid favorite ID",
+        not_found: "Favorite not found",
+        deleted: "Favorite removed successfully",
+        list_extra: "",
+    };
+    const COLLECTIONS: Spec = Spec {
+        table: "collections",
+        fields: COLLECTION_FIELDS,
+        update: Update::Partial,
+        paginated: false,
+        reference: None,
+        invalid_id: "Invalid collection ID",
+        not_found: "Collection not found or access denied",
+        deleted: "Collection deleted successfully",
+        list_extra: ", (SELECT COUNT(*) FROM recipes r WHERE r.collection_id = t.id AND r.user_id = t.user_id) AS recipe_count",
+    };
+    match resource {
+        Resource::Inventory => &INVENTORY,
+        Resource::Recipes => &RECIPES,
+        Resource::Favorites => &FAVORITES,
+        Resource::Collections => &COLLECTIONS,
+    }
+}
+
+/// Maps `/api/<resource>[/<id>]` and a method to an action; `None` when the path is unknown.
+pub fn resolve(method: &str, path: &str) -> Option<Result<(Resource, Action), ApiError>> {
+    let rest = path.strip_prefix("/api/")?;
+    let (name, id) = match rest.split_once('/') {
+        Some((name, id)) => (name, Some(id)),
+        None => (rest, None),
+    };
+    let resource = match name {
+        "inventory" => Resource::Inventory,
+        "recipes" => Resource::Recipes,
+        "favorites" => Resource::Favorites,
+        "collections" => Resource::Collections,
+        _ => return None,
+    };
+    let spec = spec(resource);
+    let action = match (method, id) {
+        ("GET" | "HEAD", None) => Ok(Action::List),
+        ("POST", None) => Ok(Action::Create),
+        (_, None) => Err(ApiError::MethodNotAllowed),
+        (_, Some(id)) if id.contains('/') => return None,
+        ("PUT", Some(_)) if spec.update == Update::None => Err(ApiError::MethodNotAllowed),
+        ("PUT" | "DELETE", Some(id)) => match crate::validate::id(id) {
+            Some(id) if method == "PUT" => Ok(Action::Update(id)),
+            Some(id) => Ok(Action::Delete(id)),
+            None => Err(ApiError::bad_request(spec.invalid_id)),
+        },
+        (_, Some(_)) => Err(ApiError::MethodNotAllowed),
+    };
+    Some(action.map(|a| (resource, a)))
+}
+
+fn db_error(e: DbError) -> ApiError {
+    ApiError::Internal(format!("database: {}", e.0))
+}
+
+fn columns(spec: &Spec) -> String {
+    let mut cols = String::from("t.id, t.user_id");
+    for f in spec.fields {
+        cols.push_str(", t.");
+        cols.push_str(f.column);
+    }
+    cols.push_str(", t.created_at");
+    cols.push_str(spec.list_extra);
+    cols
+}
+
+/// Rows as JSON objects under the API's keys, with stored lists parsed back.
+fn rows_json(spec: &Spec, rows: &Rows) -> Vec<Json> {
+    rows.rows
+        .iter()
+        .map(|row| {
+            let mut obj = serde_json::Map::new();
+            let mut values = row.iter();
+            let mut put = |key: &str, v: Option<&Value>, list: bool| {
+                let json = match v {
+                    Some(Value::Text(s)) if list => serde_json::from_str(s).unwrap_or(json!([])),
+                    Some(v) => v.to_json(),
+                    None => Json::Null,
+                };
+                obj.insert(key.to_string(), json);
+            };
+            put("id", values.next(), false);
+            put("user_id", values.next(), false);
+            for f in spec.fields {
+                put(f.key, values.next(), matches!(f.kind, Kind::StringList));
+            }
+            put("created_at", values.next(), false);
+            if !spec.list_extra.is_empty() {
+                put("recipe_count", values.next(), false);
+            }
+            Json::Object(obj)
+        })
+        .collect()
+}
+
+pub fn dispatch(
+    resource: Resource,
+    action: Action,
+    req: &Request,
+    cx: &Ctx<'_>,
+) -> Result<Response, ApiError> {
+    let user = cx.user()?.user_id;
+    let spec = spec(resource);
+    match action {
+        Action::List => list(spec, req, cx.db, user),
+        Action::Create => create(spec, req, cx.db, user),
+        Action::Update(id) => update(spec, id, req, cx.db, user),
+        Action::Delete(id) => delete(spec, id, cx.db, user),
+    }
+}
+
+pub struct Page {
+    pub page: i64,
+    pub limit: i64,
+}
+
+/// `?page` (≥ 1, default 1) and `?limit` (1–100, default 50), as AlcheMix.
+pub fn page(req: &Request) -> Result<Page, ApiError> {
+    let parse = |name: &str, default: i64, max: i64, error: &str| -> Result<i64, ApiError> {
+        match req.query_param(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (1..=max).contains(v))
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        error,
+                        vec![format!("{name} must be an integer between 1 and {max}")],
+                    )
+                }),
+        }
+    };
+    Ok(Page {
+        page: parse("page", 1, 1_000_000, "Invalid page parameter")?,
+        limit: parse("limit", 50, 100, "Invalid limit parameter")?,
+    })
+}
+
+fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
+    let select = format!(
+        "SELECT {} FROM {} t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id DESC",
+        columns(spec),
+        spec.table
+    );
+    if !spec.paginated {
+        let rows = db.execute(&select, &[Value::Int(user)]).map_err(db_error)?;
+        return Ok(Response::data(200, Json::Array(rows_json(spec, &rows))));
+    }
+    let Page { page, limit } = page(req)?;
+    let total = db
+        .execute(
+            &format!("SELECT COUNT(*) FROM {} WHERE user_id = ?", spec.table),
+            &[Value::Int(user)],
+        )
+        .map_err(db_error)?
+        .first_i64()
+        .unwrap_or(0);
+    let rows = db
+        .execute(
+            &format!("{select} LIMIT ? OFFSET ?"),
+            &[
+                Value::Int(user),
+                Value::Int(limit),
+                Value::Int((page - 1) * limit),
+            ],
+        )
+        .map_err(db_error)?;
+    let total_pages = (total + limit - 1) / limit;
+    Ok(Response::json(
+        200,
+        &json!({
+            "success": true,
+            "data": rows_json(spec, &rows),
+            "pagination": {
+                "page": page, "limit": limit, "total": total, "totalPages": total_pages,
+                "hasNextPage": page < total_pages, "hasPreviousPage": page > 1,
+            },
+        }),
+    ))
+}
+
+fn body(req: &Request) -> Result<serde_json::Map<String, Json>, ApiError> {
+    json_object(&req.body).ok_or_else(|| ApiError::bad_request("Invalid JSON body"))
+}
+
+fn checked(spec: &Spec, req: &Request, all: bool) -> Result<Vec<(Field, Value)>, ApiError> {
+    check_body(spec.fields, &body(req)?, all)
+        .map_err(|problems| ApiError::validation("Validation failed", problems))
+}
+
+/// A reference must name one of the caller's own rows: a 400, never a foreign-key 500.
+fn check_reference(
+    spec: &Spec,
+    values: &[(Field, Value)],
+    db: &dyn Database,
+    user: i64,
+) -> Result<(), ApiError> {
+    let Some((column, table, message)) = spec.reference else {
+        return Ok(());
+    };
+    let Some((_, Value::Int(id))) = values.iter().find(|(f, _)| f.column == column) else {
+        return Ok(());
+    };
+    let found = db
+        .execute(
+            &format!("SELECT 1 FROM {table} WHERE id = ? AND user_id = ?"),
+            &[Value::Int(*id), Value::Int(user)],
+        )
+        .map_err(db_error)?;
+    if found.rows.is_empty() {
+        return Err(ApiError::validation(
+            message,
+            vec![format!("{column}: No such item")],
+        ));
+    }
+    Ok(())
+}
+
+fn fetch(spec: &Spec, id: i64, db: &dyn Database, user: i64) -> Result<Json, ApiError> {
+    let rows = db
+        .execute(
+            &format!(
+                "SELECT {} FROM {} t WHERE t.id = ? AND t.user_id = ?",
+                columns(spec),
+                spec.table
+            ),
+            &[Value::Int(id), Value::Int(user)],
+        )
+        .map_err(db_error)?;
+    rows_json(spec, &rows)
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(spec.not_found.into()))
+}
+
+fn create(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
+    let values = checked(spec, req, true)?;
+    check_reference(spec, &values, db, user)?;
+    let cols: Vec<&str> = values.iter().map(|(f, _)| f.column).collect();
+    let marks = vec!["?"; values.len() + 1].join(", ");
+    let mut params = vec![Value::Int(user)];
+    params.extend(values.into_iter().map(|(f, v)| match (f.kind, v) {
+        (Kind::StringList, Value::Null) => Value::Text("[]".into()),
+        (_, v) => v,
+    }));
+    let id = db
+        .execute(
+            &format!(
+                "INSERT INTO {} (user_id, {}) VALUES ({marks}) RETURNING id",
+                spec.table,
+                cols.join(", ")
+            ),
+            &params,
+        )
+        .map_err(db_error)?
+        .first_i64()
+        .ok_or_else(|| ApiError::Internal("insert returned no id".into()))?;
+    Ok(Response::data(201, fetch(spec, id, db, user)?))
+}
+
+fn update(
+    spec: &Spec,
+    id: i64,
+    req: &Request,
+    db: &dyn Database,
+    user: i64,
+) -> Result<Response, ApiError> {
+    let values = checked(spec, req, spec.update == Update::Replace)?;
+    if values.is_empty() {
+        if spec.table == "collections" {
+            return Err(ApiError::bad_request("No valid fields to update"));
+        }
+        return Ok(Response::data(200, fetch(spec, id, db, user)?));
+    }
+    check_reference(spec, &values, db, user)?;
+    let sets: Vec<String> = values
+        .iter()
+        .map(|(f, _)| format!("{} = ?", f.column))
+        .collect();
+    let mut params: Vec<Value> = values
+        .into_iter()
+        .map(|(f, v)| match (f.kind, v) {
+            (Kind::StringList, Value::Null) => Value::Text("[]".into()),
+            (_, v) => v,
+        })
+        .collect();
+    params.push(Value::Int(id));
+    params.push(Value::Int(user));
+    let updated = db
+        .execute(
+            &format!(
+                "UPDATE {} SET {} WHERE id = ? AND user_id = ? RETURNING id",
+                spec.table,
+                sets.join(", ")
+            ),
+            &params,
+        )
+        .map_err(db_error)?;
+    if updated.rows.is_empty() {
+        return Err(ApiError::NotFound(spec.not_found.into()));
+    }
+    Ok(Response::data(200, fetch(spec, id, db, user)?))
+}
+
+fn delete(spec: &Spec, id: i64, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
+    let deleted = db
+        .execute(
+            &format!(
+                "DELETE FROM {} WHERE id = ? AND user_id = ? RETURNING id",
+                spec.table
+            ),
+            &[Value::Int(id), Value::Int(user)],
+        )
+        .map_err(db_error)?;
+    if deleted.rows.is_empty() {
+        return Err(ApiError::NotFound(spec.not_found.into()));
+    }
+    Ok(Response::message(spec.deleted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution() {
+        assert_eq!(
+            resolve("GET", "/api/inventory").unwrap(),
+            Ok((Resource::Inventory, Action::List))
+        );
+        assert_eq!(
+            resolve("PUT", "/api/recipes/7").unwrap(),
+            Ok((Resource::Recipes, Action::Update(7)))
+        );
+        assert_eq!(
+            resolve("DELETE", "/api/favorites/3").unwrap(),
+            Ok((Resource::Favorites, Action::Delete(3)))
+        );
+        assert_eq!(
+            resolve("PUT", "/api/favorites/3").unwrap(),
+            Err(ApiError::MethodNotAllowed)
+        );
+        assert_eq!(
+            resolve("PUT", "/api/inventory/abc").unwrap(),
+            Err(ApiError::bad_request("Invalid bottle ID"))
+        );
+        assert_eq!(
+            resolve("PATCH", "/api/inventory").unwrap(),
+            Err(ApiError::MethodNotAllowed)
+        );
+        assert!(resolve("GET", "/api/nothing").is_none());
+        assert!(resolve("GET", "/api/inventory/1/2").is_none());
+    }
+}
