@@ -11,6 +11,8 @@ use crate::error::ApiError;
 use crate::http::{Request, Response, MAX_BODY_BYTES};
 use crate::pipeline::{self, Services};
 use crate::store::redis::RedisStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
 
 #[http_component]
 async fn handle(req: IncomingRequest) -> SpinResponse {
@@ -83,13 +85,22 @@ fn serve(req: &Request) -> Response {
             return resp;
         }
     };
-    let store = RedisStore::new(&config.redis_address);
     let db = SpinDb::default();
+    let now_ms = now_ms();
+    let redis;
+    let embedded;
+    let store: &dyn Store = if config.redis_address.is_empty() {
+        embedded = SqliteStore::new(&db, now_ms);
+        &embedded
+    } else {
+        redis = RedisStore::new(&config.redis_address, &db, config.token_ttl_secs + 60);
+        &redis
+    };
     let services = Services {
         db: &db,
-        store: &store,
+        store,
         random: &random,
-        now_ms: now_ms(),
+        now_ms,
     };
     pipeline::handle(req, &config, &services)
 }

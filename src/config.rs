@@ -11,6 +11,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("jwt_secret", None),
     ("redis_address", Some("redis://127.0.0.1:6379")),
     ("auth_rate_limit", Some("5/15m")),
+    ("login_rate_limit", Some("5/15m")),
     ("api_rate_limit", Some("100/15m")),
     ("user_rate_limit", Some("100/15m")),
     ("token_ttl", Some("7d")),
@@ -26,6 +27,8 @@ pub struct Config {
     /// Empty: no Redis; counters and revocations use the embedded store.
     pub redis_address: String,
     pub auth_limit: Option<Policy>,
+    /// Failed logins per account and address; a successful login clears it.
+    pub login_limit: Option<Policy>,
     pub api_limit: Option<Policy>,
     pub user_limit: Option<Policy>,
     pub token_ttl_secs: i64,
@@ -136,6 +139,7 @@ impl Config {
             jwt_secret,
             redis_address: var("redis_address")?.trim().to_string(),
             auth_limit: policy("auth", "auth_rate_limit")?,
+            login_limit: policy("login", "login_rate_limit")?,
             api_limit: policy("api", "api_rate_limit")?,
             user_limit: policy("user", "user_rate_limit")?,
             token_ttl_secs: (token_ttl_ms / 1000) as i64,

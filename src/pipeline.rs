@@ -9,7 +9,7 @@ use crate::http::{Request, Response};
 use crate::identity;
 use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
-use crate::routes;
+use crate::routes::{self, Route};
 use crate::store::{Limit, Outcome, Store, StoreError, TokenRef};
 use crate::token::{self, Claims, Keys, TokenError};
 
@@ -119,6 +119,15 @@ fn run(
         let client = client_subject(req, config);
         if route.is_login() {
             push(&mut limits, &config.auth_limit, &client);
+        }
+        if route == Route::Login {
+            if let Some(account) = routes::auth::account_key(req) {
+                push(
+                    &mut limits,
+                    &config.login_limit,
+                    &format!("{client}:{account}"),
+                );
+            }
         }
         if req.path == "/api" || req.path.starts_with("/api/") {
             push(&mut limits, &config.api_limit, &client);
@@ -239,14 +248,18 @@ fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String)
     Ok((claims, token::digest(token)))
 }
 
-/// A successful login or signup gives back its auth-limit unit: only failures stay counted.
+/// A successful login or signup gives back its own per-IP unit (only failures stay counted,
+/// and earlier failures from the address still count), and clears the account's failures.
 fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, store: &dyn Store) {
     let Some(o) = outcome else { return };
     for (limit, window) in limits.iter().zip(&o.windows) {
-        if limit.policy.name == "auth" {
-            if let Err(e) = store.refund(limit, window.slot) {
-                eprintln!("refund of a successful login failed: {e:?}");
-            }
+        let result = match limit.policy.name {
+            "auth" => store.refund(limit, window.slot),
+            "login" => store.reset(limit, window.slot),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            eprintln!("settling a successful login failed: {e:?}");
         }
     }
 }

@@ -69,6 +69,15 @@ pub const MIGRATIONS: &[&[&str]] = &[
     )",
         "CREATE INDEX idx_favorites_user ON favorites(user_id)",
     ],
+    &[
+        // The embedded store's rate-limit counters (used when no Redis is configured).
+        "CREATE TABLE edge_counters (
+            key TEXT PRIMARY KEY,
+            count INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )",
+        "CREATE INDEX idx_edge_counters_expires ON edge_counters(expires_at)",
+    ],
 ];
 
 /// Called once per request before the first statement: one cheap read when up to date.

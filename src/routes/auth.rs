@@ -23,6 +23,13 @@ fn credentials(req: &Request) -> Result<(String, String), ApiError> {
     }
 }
 
+/// The account a login names, as a digest (keys never hold an email address).
+pub fn account_key(req: &Request) -> Option<String> {
+    let body = json_object(&req.body)?;
+    let email = password::normalize_email(body.get("email")?.as_str()?)?;
+    Some(crate::token::digest(&email)[..32].to_string())
+}
+
 fn user_json(row: &[Value]) -> Json {
     json!({ "id": row[0].to_json(), "email": row[1].to_json(), "created_at": row[2].to_json() })
 }

@@ -2,6 +2,7 @@
 //! instance) and SQLite (one machine, no Redis) are interchangeable.
 
 pub mod redis;
+pub mod sqlite;
 
 use crate::policy::Policy;
 use crate::ratelimit::WindowState;
@@ -52,6 +53,8 @@ pub trait Store {
     fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError>;
     /// Gives back one unit charged in `slot` (a successful login is not an attempt that counts).
     fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
+    /// Forgets a subject's count under a policy (an account's failures after a good login).
+    fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
     /// Revokes one token until `expires_at` (unix seconds).
     fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Invalidates a user's tokens below `version`, for `ttl_secs` (the longest token life).
@@ -70,4 +73,14 @@ pub fn revoked_key(digest: &str) -> String {
 
 pub fn version_key(user_id: i64) -> String {
     format!("ae:tv:{user_id}")
+}
+
+/// Present while Redis holds the revocation state restored from the database; a Redis that
+/// restarted empty (or failed over to a replica without it) has lost it.
+pub const EPOCH_KEY: &str = "ae:epoch";
+
+/// The slot keys of a limit's sliding window: the current one and the one before it.
+pub fn slot_keys(limit: &Limit, slot: i64) -> [String; 2] {
+    let key = limit.key();
+    [format!("{key}:{slot}"), format!("{key}:{}", slot - 1)]
 }

@@ -6,18 +6,21 @@ use std::cell::OnceCell;
 
 use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResult};
 
-use super::{revoked_key, version_key, Limit, Outcome, Store, StoreError, TokenRef};
+use super::{
+    revoked_key, slot_keys, version_key, Limit, Outcome, Store, StoreError, TokenRef, EPOCH_KEY,
+};
+use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
 
-/// KEYS: one counter prefix per limit, then (optionally) the revoked key and the version key.
-/// ARGV: the number of limits, then limit, window (ms) and cost for each.
-/// Returns a flat integer list: now_ms, admitted, revoked, min_version, then
+/// KEYS: one counter prefix per limit, then (optionally) the revoked key, the version key and
+/// the epoch key. ARGV: the number of limits, then limit, window (ms) and cost for each.
+/// Returns a flat integer list: now_ms, admitted, revoked, min_version, epoch present, then
 /// slot, prev, curr, elapsed_ms for each limit.
 pub const CHECK_SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local res = {now, 1, 0, 0}
+local res = {now, 1, 0, 0, 1}
 local slots, prevs, currs, elapsed = {}, {}, {}, {}
 for i = 1, n do
   local limit, window, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
@@ -41,13 +44,14 @@ end
 if #KEYS > n then
   res[3] = redis.call('EXISTS', KEYS[n+1])
   res[4] = tonumber(redis.call('GET', KEYS[n+2]) or '0')
+  res[5] = redis.call('EXISTS', KEYS[n+3])
 end
 for i = 1, n do
   res[#res+1] = slots[i]; res[#res+1] = prevs[i]; res[#res+1] = currs[i]; res[#res+1] = elapsed[i]
 end
 return res
 "#;
-pub const CHECK_SHA1: &str = "3f097ed813f81c9e88edaf0ba19fddc42a704d37";
+pub const CHECK_SHA1: &str = "5ea3605234c4f604187a192ec46c819ac1040919";
 
 /// KEYS[1]: a counter slot. Takes one unit back, never below zero, keeping the TTL.
 pub const REFUND_SCRIPT: &str = r#"
@@ -57,28 +61,119 @@ return 0
 "#;
 pub const REFUND_SHA1: &str = "a10847ce494cbbb135eb97a3f37569a64775ccbd";
 
-/// KEYS[1]: a user's version key. Raises it to ARGV[1] (never lowers it) with TTL ARGV[2] s.
+/// KEYS: user version keys; ARGV[1]: TTL in seconds, then the wanted version for each key.
+/// Raises each version (never lowers it).
 pub const RAISE_SCRIPT: &str = r#"
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-local want = tonumber(ARGV[1])
-if want > v then v = want end
-redis.call('SET', KEYS[1], v, 'EX', ARGV[2])
-return v
+for i = 1, #KEYS do
+  local v = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local want = tonumber(ARGV[i+1])
+  if want > v then v = want end
+  redis.call('SET', KEYS[i], v, 'EX', ARGV[1])
+end
+return #KEYS
 "#;
-pub const RAISE_SHA1: &str = "c537c0e2a906c22dd79ffcd62d1c9e8ffae30e85";
+pub const RAISE_SHA1: &str = "57b5fe54c44e8c2bb5bfbbbd27ee307a22623b3b";
 
-pub struct RedisStore {
+/// KEYS: revoked keys; ARGV: the unix second each expires at.
+pub const REVOKE_SCRIPT: &str = r#"
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EXAT', ARGV[i])
+end
+return #KEYS
+"#;
+pub const REVOKE_SHA1: &str = "6547b9445e2cf8684c6a111c28a5b8fb0f987fe1";
+
+/// Rows restored per script call after Redis lost its data.
+const RESTORE_CHUNK: usize = 256;
+
+pub struct RedisStore<'a> {
     address: String,
     /// Spin gives each `open` a new connection; one per request is the least a request pays.
     conn: OnceCell<Connection>,
+    /// The system of record, replayed into Redis when Redis has lost the revocation state.
+    db: &'a dyn Database,
+    /// How long a user's version floor must outlive the tokens below it.
+    version_ttl_secs: i64,
 }
 
-impl RedisStore {
-    pub fn new(address: &str) -> Self {
+impl<'a> RedisStore<'a> {
+    pub fn new(address: &str, db: &'a dyn Database, version_ttl_secs: i64) -> Self {
         Self {
             address: address.to_string(),
             conn: OnceCell::new(),
+            db,
+            version_ttl_secs,
         }
+    }
+
+    /// Replays every live revocation and version floor from the database, then marks Redis as
+    /// restored. Idempotent, so instances that notice the loss together may all run it.
+    fn restore(&self, now_s: i64) -> Result<(), StoreError> {
+        let db_err = |e: DbError| StoreError::Unavailable(format!("restore: {}", e.0));
+        let revoked = self
+            .db
+            .execute(
+                "SELECT digest, expires_at FROM revoked_tokens WHERE expires_at > ?",
+                &[Value::Int(now_s)],
+            )
+            .map_err(db_err)?;
+        for chunk in revoked.rows.chunks(RESTORE_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|r| revoked_key(r[0].as_str().unwrap_or_default()))
+                .collect();
+            let args: Vec<i64> = chunk
+                .iter()
+                .map(|r| r[1].as_i64().unwrap_or(now_s))
+                .collect();
+            self.eval(REVOKE_SCRIPT, REVOKE_SHA1, &keys, &args)?;
+        }
+        let versions = self
+            .db
+            .execute(
+                "SELECT id, token_version FROM users WHERE token_version > 0",
+                &[],
+            )
+            .map_err(db_err)?;
+        for chunk in versions.rows.chunks(RESTORE_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|r| version_key(r[0].as_i64().unwrap_or_default()))
+                .collect();
+            let mut args = vec![self.version_ttl_secs];
+            args.extend(chunk.iter().map(|r| r[1].as_i64().unwrap_or_default()));
+            self.eval(RAISE_SCRIPT, RAISE_SHA1, &keys, &args)?;
+        }
+        self.conn()?
+            .execute(
+                "SET",
+                &[
+                    RedisParameter::Binary(EPOCH_KEY.as_bytes().to_vec()),
+                    RedisParameter::Int64(now_s),
+                ],
+            )
+            .map(drop)
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        eprintln!(
+            "redis had lost its revocation state; restored {} revocations and {} version floors",
+            revoked.rows.len(),
+            versions.rows.len()
+        );
+        Ok(())
+    }
+
+    /// The token's state straight from the database, for the request that found Redis empty.
+    fn recorded_state(&self, token: TokenRef<'_>, now_s: i64) -> Result<(bool, i64), StoreError> {
+        let rows = self
+            .db
+            .execute(
+                "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE digest = ? AND expires_at > ?),                         COALESCE((SELECT token_version FROM users WHERE id = ?), 0)",
+                &[Value::from(token.digest), Value::Int(now_s), Value::Int(token.user_id)],
+            )
+            .map_err(|e| StoreError::Unavailable(format!("restore: {}", e.0)))?;
+        let row = rows.rows.first().cloned().unwrap_or_default();
+        let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0);
+        Ok((int(0) == 1, int(1)))
     }
 
     fn conn(&self) -> Result<&Connection, StoreError> {
@@ -144,12 +239,13 @@ fn ints(results: &[RedisResult]) -> Result<Vec<i64>, StoreError> {
         .collect()
 }
 
-impl Store for RedisStore {
+impl Store for RedisStore<'_> {
     fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
         let mut keys: Vec<String> = limits.iter().map(Limit::key).collect();
         if let Some(t) = token {
             keys.push(revoked_key(t.digest));
             keys.push(version_key(t.user_id));
+            keys.push(EPOCH_KEY.to_string());
         }
         let mut args = vec![limits.len() as i64];
         for l in limits {
@@ -158,10 +254,10 @@ impl Store for RedisStore {
             args.push(l.cost as i64);
         }
         let reply = ints(&self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args)?)?;
-        if reply.len() != 4 + 4 * limits.len() {
+        if reply.len() != 5 + 4 * limits.len() {
             return Err(StoreError::Unavailable("short script reply".into()));
         }
-        let windows = reply[4..]
+        let windows = reply[5..]
             .chunks_exact(4)
             .map(|c| WindowState {
                 slot: c[0],
@@ -170,13 +266,23 @@ impl Store for RedisStore {
                 elapsed_ms: c[3].max(0) as u64,
             })
             .collect();
-        Ok(Outcome {
+        let mut outcome = Outcome {
             now_ms: reply[0],
             admitted: reply[1] == 1,
             revoked: reply[2] == 1,
             min_version: reply[3],
             windows,
-        })
+        };
+        if let (Some(t), 0) = (token, reply[4]) {
+            // A miss from a Redis that lost its data proves nothing: restore, then answer
+            // this request from the record.
+            let now_s = outcome.now_ms / 1000;
+            self.restore(now_s)?;
+            let (revoked, min_version) = self.recorded_state(t, now_s)?;
+            outcome.revoked |= revoked;
+            outcome.min_version = outcome.min_version.max(min_version);
+        }
+        Ok(outcome)
     }
 
     fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
@@ -184,17 +290,25 @@ impl Store for RedisStore {
         self.eval(REFUND_SCRIPT, REFUND_SHA1, &[key], &[]).map(drop)
     }
 
-    fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        let params = [
-            RedisParameter::Binary(revoked_key(digest).into_bytes()),
-            RedisParameter::Binary(b"1".to_vec()),
-            RedisParameter::Binary(b"EXAT".to_vec()),
-            RedisParameter::Int64(expires_at),
-        ];
-        conn.execute("SET", &params)
+    fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+        let params: Vec<RedisParameter> = slot_keys(limit, slot)
+            .into_iter()
+            .map(|k| RedisParameter::Binary(k.into_bytes()))
+            .collect();
+        self.conn()?
+            .execute("DEL", &params)
             .map(drop)
             .map_err(|e| StoreError::Unavailable(describe(&e)))
+    }
+
+    fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.eval(
+            REVOKE_SCRIPT,
+            REVOKE_SHA1,
+            &[revoked_key(digest)],
+            &[expires_at],
+        )
+        .map(drop)
     }
 
     fn raise_min_version(
@@ -207,7 +321,7 @@ impl Store for RedisStore {
             RAISE_SCRIPT,
             RAISE_SHA1,
             &[version_key(user_id)],
-            &[version, ttl_secs],
+            &[ttl_secs, version],
         )
         .map(drop)
     }
@@ -234,5 +348,6 @@ mod tests {
         assert_eq!(sha1_hex(CHECK_SCRIPT), CHECK_SHA1);
         assert_eq!(sha1_hex(REFUND_SCRIPT), REFUND_SHA1);
         assert_eq!(sha1_hex(RAISE_SCRIPT), RAISE_SHA1);
+        assert_eq!(sha1_hex(REVOKE_SCRIPT), REVOKE_SHA1);
     }
 }

@@ -1,0 +1,160 @@
+//! The embedded store: counters and revocations in SQLite through Spin, for one machine
+//! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
+//! (and several processes on one state dir) decide in turn, never past the limit.
+
+use super::{slot_keys, Limit, Outcome, Store, StoreError, TokenRef};
+use crate::db::{Database, DbError, Value};
+use crate::ratelimit::{admits, WindowState};
+
+pub struct SqliteStore<'a> {
+    db: &'a dyn Database,
+    now_ms: i64,
+}
+
+impl<'a> SqliteStore<'a> {
+    pub fn new(db: &'a dyn Database, now_ms: i64) -> Self {
+        Self { db, now_ms }
+    }
+
+    fn exec(&self, sql: &str, params: &[Value]) -> Result<crate::db::Rows, StoreError> {
+        self.db.execute(sql, params).map_err(unavailable)
+    }
+
+    fn count(&self, key: &str) -> Result<u64, StoreError> {
+        let rows = self.exec(
+            "SELECT count FROM edge_counters WHERE key = ? AND expires_at > ?",
+            &[Value::from(key), Value::Int(self.now_ms)],
+        )?;
+        Ok(rows.first_i64().unwrap_or(0).max(0) as u64)
+    }
+
+    fn decide(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
+        let now = self.now_ms;
+        let mut windows = Vec::with_capacity(limits.len());
+        let mut admitted = true;
+        for limit in limits {
+            let window = limit.policy.window_ms as i64;
+            let slot = now.div_euclid(window);
+            let [curr_key, prev_key] = slot_keys(limit, slot);
+            let state = WindowState {
+                slot,
+                prev: self.count(&prev_key)?,
+                curr: self.count(&curr_key)?,
+                elapsed_ms: (now - slot * window) as u64,
+            };
+            admitted &= admits(
+                limit.policy.limit,
+                limit.policy.window_ms,
+                state.prev,
+                state.curr,
+                state.elapsed_ms,
+                limit.cost,
+            );
+            windows.push(state);
+        }
+        if admitted {
+            for (limit, state) in limits.iter().zip(windows.iter_mut()) {
+                if limit.cost == 0 {
+                    continue;
+                }
+                let [key, _] = slot_keys(limit, state.slot);
+                let expires = now + 2 * limit.policy.window_ms as i64 + 1000;
+                let rows = self.exec(
+                    "INSERT INTO edge_counters (key, count, expires_at) VALUES (?, ?, ?) \
+                     ON CONFLICT(key) DO UPDATE SET \
+                       count = CASE WHEN expires_at > ? THEN count ELSE 0 END + excluded.count, \
+                       expires_at = excluded.expires_at \
+                     RETURNING count",
+                    &[
+                        Value::from(key.as_str()),
+                        Value::Int(limit.cost as i64),
+                        Value::Int(expires),
+                        Value::Int(now),
+                    ],
+                )?;
+                state.curr = rows.first_i64().unwrap_or(0).max(0) as u64;
+            }
+        }
+        let (revoked, min_version) = match token {
+            Some(t) => {
+                let rows = self.exec(
+                    "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE digest = ? AND expires_at > ?), \
+                            COALESCE((SELECT token_version FROM users WHERE id = ?), 0)",
+                    &[Value::from(t.digest), Value::Int(now / 1000), Value::Int(t.user_id)],
+                )?;
+                let row = rows.rows.first().cloned().unwrap_or_default();
+                let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0);
+                (int(0) == 1, int(1))
+            }
+            None => (false, 0),
+        };
+        Ok(Outcome {
+            now_ms: now,
+            admitted,
+            windows,
+            revoked,
+            min_version,
+        })
+    }
+}
+
+fn unavailable(e: DbError) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {}", e.0))
+}
+
+impl Store for SqliteStore<'_> {
+    fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
+        if limits.is_empty() {
+            return self.decide(limits, token);
+        }
+        self.exec("BEGIN IMMEDIATE", &[])?;
+        match self.decide(limits, token) {
+            Ok(outcome) => {
+                self.exec("COMMIT", &[])?;
+                // Old slots are swept a few at a time, on the requests that write anyway.
+                let _ = self.exec(
+                    "DELETE FROM edge_counters WHERE key IN \
+                     (SELECT key FROM edge_counters WHERE expires_at <= ? LIMIT 50)",
+                    &[Value::Int(self.now_ms)],
+                );
+                Ok(outcome)
+            }
+            Err(e) => {
+                let _ = self.exec("ROLLBACK", &[]);
+                Err(e)
+            }
+        }
+    }
+
+    fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+        let [key, _] = slot_keys(limit, slot);
+        self.exec(
+            "UPDATE edge_counters SET count = count - 1 WHERE key = ? AND count > 0",
+            &[Value::from(key.as_str())],
+        )
+        .map(drop)
+    }
+
+    fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+        let [curr, prev] = slot_keys(limit, slot);
+        self.exec(
+            "DELETE FROM edge_counters WHERE key IN (?, ?)",
+            &[Value::from(curr.as_str()), Value::from(prev.as_str())],
+        )
+        .map(drop)
+    }
+
+    /// The database row written by logout is the revocation itself.
+    fn revoke(&self, _digest: &str, _expires_at: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// `users.token_version`, raised by logout-all, is what checks read.
+    fn raise_min_version(&self, _user_id: i64, _version: i64, _ttl: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.exec("SELECT 1", &[]).map(drop)
+    }
+}
