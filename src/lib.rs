@@ -7,6 +7,7 @@ pub mod config;
 pub mod cors;
 pub mod db;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod password;

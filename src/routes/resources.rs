@@ -202,6 +202,11 @@ fn spec(resource: Resource) -> &'static Spec {
     }
 }
 
+/// The fields a resource's bodies may carry.
+pub fn fields(resource: Resource) -> &'static [Field] {
+    spec(resource).fields
+}
+
 /// Maps `/api/<resource>[/<id>]` and a method to an action; `None` when the path is unknown.
 pub fn resolve(method: &str, path: &str) -> Option<Result<(Resource, Action), ApiError>> {
     let rest = path.strip_prefix("/api/")?;

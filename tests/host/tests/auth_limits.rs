@@ -21,7 +21,11 @@ fn auth_limit_counts_failures_and_answers_429_with_headers() {
             r.header("x-ratelimit-remaining"),
             Some(&*(4 - i).to_string())
         );
-        assert_eq!(r.header("ratelimit-policy"), Some("\"auth\";q=5;w=900"));
+        // The address's budget, and the account's on this address.
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some("\"auth\";q=5;w=900, \"login\";q=5;w=900")
+        );
         assert!(r
             .header("ratelimit")
             .unwrap()

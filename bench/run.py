@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""The edge's benchmark: alchemix-edge on edge-host beside the seed plan's own design
+(shared/bench/node-seed) and the physical floor (redis-benchmark running the component's own
+check script with EVALSHA), all measured in one run on this machine.
+
+Prints req/s, p50 and p99 per endpoint and concurrency, Redis commands and round trips per
+request, the ratios against the baselines, and writes the same to bench-results/latest.json.
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = [1, 16]
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+PASSWORD = "Str0ng!Passw0rd"
+NODE_SEED = os.environ.get("NODE_SEED_DIR", os.path.join(ROOT, "..", "shared", "bench", "node-seed"))
+PROCS = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def spawn(cmd, env=None, cwd=None, log=None):
+    out = open(log, "w") if log else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    PROCS.append(p)
+    return p
+
+
+def wait_http(url, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except Exception:
+            time.sleep(0.1)
+    sys.exit(f"no answer from {url}")
+
+
+def http(method, url, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+class Redis:
+    def __init__(self, tmp):
+        self.port = free_port()
+        spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", tmp])
+        for _ in range(100):
+            if self.cli("PING").strip() == "PONG":
+                return
+            time.sleep(0.05)
+        sys.exit("redis-server did not start")
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def cli(self, *args):
+        try:
+            return run(["redis-cli", "-p", str(self.port), *args])
+        except subprocess.CalledProcessError:
+            return ""
+
+    def commandstats(self):
+        stats = {}
+        for line in self.cli("INFO", "commandstats").splitlines():
+            m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
+            if m and m.group(1) not in ("info", "monitor"):
+                stats[m.group(1)] = int(m.group(2))
+        return stats
+
+    def round_trips(self, fire, n=50):
+        """Commands sent per request by the client itself (MONITOR marks script calls 'lua')."""
+        mon = socket.create_connection(("127.0.0.1", self.port))
+        mon.sendall(b"MONITOR\r\n")
+        mon.recv(64)
+        time.sleep(0.1)
+        for _ in range(n):
+            fire()
+        time.sleep(0.3)
+        mon.settimeout(0.5)
+        data = b""
+        try:
+            while True:
+                chunk = mon.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        mon.close()
+        lines = [l for l in data.decode(errors="replace").splitlines() if l.startswith("+") and "[" in l]
+        top = [l for l in lines if " lua]" not in l and "lua]" not in l.split('"')[0]]
+        return len(top) / n, len(lines) / n
+
+
+def wrk(url, conns, script=None):
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{SECONDS}s", "--latency", "--timeout", "10s"]
+    if script:
+        cmd += ["-s", script]
+    out = run(cmd + [url])
+    def ms(text):
+        v = float(re.match(r"([\d.]+)", text).group(1))
+        return v / 1000 if text.endswith("us") else v * 1000 if text.endswith("s") and not text.endswith("ms") else v
+    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else None}
+
+
+def lua(tmp, name, method="GET", body=None, token=None):
+    path = os.path.join(tmp, f"{name}.lua")
+    with open(path, "w") as f:
+        f.write(f'wrk.method = "{method}"\n')
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        if token:
+            f.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+        if body is not None:
+            f.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    return path
+
+
+def endpoints(tmp, token, tag):
+    bad = {"email": "bench@example.com", "password": "wrong-password"}
+    return {
+        "GET /health": ("/health", None),
+        "GET /auth/me": ("/auth/me", lua(tmp, f"{tag}-me", token=token)),
+        "GET /api/inventory": ("/api/inventory", lua(tmp, f"{tag}-inv", token=token)),
+        "POST /auth/login (429)": ("/auth/login", lua(tmp, f"{tag}-429", "POST", bad)),
+    }
+
+
+def measure(name, base, redis, eps):
+    results = {}
+    for ep, (path, script) in eps.items():
+        for c in CONNECTIONS:
+            before = redis.commandstats()
+            r = wrk(base + path, c, script)
+            after = redis.commandstats()
+            calls = sum(after.values()) - sum(before.values())
+            r["redis_commands_per_request"] = round(calls / max(r["requests"], 1), 2)
+            results[f"{ep} @{c}"] = r
+            print(f"  {name:9} {ep:24} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
+                  f"  p99 {r['p99_ms']:7.2f} ms  {r['redis_commands_per_request']:5.2f} cmds/req"
+                  f"  non-2xx {r['non_2xx']}", flush=True)
+    return results
+
+
+def edge(tmp):
+    redis = Redis(tmp)
+    port = free_port()
+    state = os.path.join(tmp, "edge-state")
+    spawn([os.path.join(ROOT, "target/release/edge-host"), "up", "--listen", f"127.0.0.1:{port}",
+           "--state-dir", state, "-f", os.path.join(ROOT, "spin.toml")],
+          env={"SPIN_VARIABLE_JWT_SECRET": SECRET, "SPIN_VARIABLE_REDIS_ADDRESS": redis.url,
+               "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
+               "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m"},
+          log=os.path.join(tmp, "edge.log"))
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/health")
+    http("POST", base + "/auth/signup", {"email": "bench@example.com", "password": PASSWORD})
+    token = http("POST", base + "/auth/login", {"email": "bench@example.com", "password": PASSWORD})[1]["data"]["token"]
+    for i in range(10):
+        http("POST", base + "/api/inventory", {"name": f"Bottle {i}", "Stock Number": i}, token)
+    while http("POST", base + "/auth/login", {"email": "bench@example.com", "password": "wrong-password"})[0] != 429:
+        pass
+    return base, redis, token
+
+
+def node_seed(tmp):
+    scratch = os.path.join(ROOT, "target", "node-seed")
+    if not os.path.exists(os.path.join(scratch, "node_modules")):
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(NODE_SEED, scratch)
+        run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=scratch)
+    redis = Redis(tmp)
+    port = free_port()
+    db = os.path.join(tmp, "node-seed.db")
+    spawn(["node", "server.js", "--listen", f"127.0.0.1:{port}"], cwd=scratch,
+          env={"SPIN_VARIABLE_REDIS_ADDRESS": redis.url, "SPIN_VARIABLE_JWT_SECRET": SECRET,
+               "API_MAX": "1000000000", "AUTH_MAX": "5", "DB_PATH": db},
+          log=os.path.join(tmp, "node.log"))
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/health")
+    token = http("POST", base + "/auth/signup", {"email": "bench@example.com", "password": PASSWORD})[1]["data"]["token"]
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO bottles (user_id, name) VALUES (1, ?)", [(f"Bottle {i}",) for i in range(10)])
+    while http("POST", base + "/auth/login", {"email": "bench@example.com", "password": "wrong-password"})[0] != 429:
+        pass
+    return base, redis, token
+
+
+def floor(redis, tmp):
+    """redis-benchmark sending the component's check script for the /api/inventory shape."""
+    source = open(os.path.join(ROOT, "src/store/redis.rs")).read()
+    script = re.search(r'pub const CHECK_SCRIPT: &str = r#"(.*?)"#;', source, re.S).group(1)
+    sha = redis.cli("SCRIPT", "LOAD", script).strip()
+    args = ["EVALSHA", sha, "5", "ae:rl:api:127.0.0.1", "ae:rl:user:u1", "ae:rv:" + "0" * 64, "ae:tv:1",
+            "ae:epoch", "2", "1000000000", "900000", "1", "1000000000", "900000", "1"]
+    redis.cli("SET", "ae:epoch", "1")
+    out = {}
+    for c in CONNECTIONS:
+        n = 20000 if c == 1 else 100000
+        csv = run(["redis-benchmark", "-p", str(redis.port), "-c", str(c), "-n", str(n), "--csv", *args])
+        row = [l for l in csv.splitlines() if l.startswith('"EVALSHA')][0]
+        fields = [f.strip('"') for f in row.split(",")]
+        out[f"EVALSHA check @{c}"] = {"rps": float(fields[1]), "p50_ms": float(fields[5]), "p99_ms": float(fields[7])}
+        print(f"  floor     EVALSHA check script     c={c:<3} {float(fields[1]):9.0f} req/s  p50 {float(fields[5]):7.2f} ms  p99 {float(fields[7]):7.2f} ms", flush=True)
+    return out
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="edge-bench-")
+    try:
+        print("building the release host and component...", flush=True)
+        run(["cargo", "build", "--release", "-q", "-p", "edge-host"], cwd=ROOT)
+        run(["cargo", "build", "--release", "-q", "--target", "wasm32-wasip2", "-p", "alchemix-edge"], cwd=ROOT)
+        base, eredis, etoken = edge(tmp)
+        nbase, nredis, ntoken = node_seed(tmp)
+
+        def fire(url, token):
+            return lambda: http("GET", url, token=token)
+
+        rt = {
+            "alchemix-edge": eredis.round_trips(fire(base + "/api/inventory", etoken)),
+            "node-seed": nredis.round_trips(fire(nbase + "/api/inventory", ntoken)),
+        }
+        print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; {SECONDS} s per run")
+        results = {"alchemix-edge": measure("edge", base, eredis, endpoints(tmp, etoken, "edge")),
+                   "node-seed": measure("node-seed", nbase, nredis, endpoints(tmp, ntoken, "node"))}
+        results["floor"] = floor(eredis, tmp)
+        print("\nround trips to Redis per GET /api/inventory (MONITOR, top-level commands):")
+        for name, (top, all_) in rt.items():
+            print(f"  {name:14} {top:.2f} round trips, {all_:.2f} commands in all")
+        print("\nratios (alchemix-edge / node-seed):")
+        ratios = {}
+        for key, e in results["alchemix-edge"].items():
+            n = results["node-seed"][key]
+            ratios[key] = {"rps": round(e["rps"] / n["rps"], 2), "p99": round(e["p99_ms"] / n["p99_ms"], 2)}
+            print(f"  {key:32} req/s x{ratios[key]['rps']:<6} p99 x{ratios[key]['p99']}")
+        for c in CONNECTIONS:
+            f = results["floor"][f"EVALSHA check @{c}"]["rps"]
+            e = results["alchemix-edge"][f"GET /api/inventory @{c}"]["rps"]
+            print(f"  GET /api/inventory @{c} against the Redis floor: {e / f:.3f} of {f:.0f} req/s")
+        report = {"machine": {"host": platform.node(), "cores": os.cpu_count(), "arch": platform.machine()},
+                  "seconds_per_run": SECONDS, "results": results, "ratios": ratios,
+                  "round_trips": {k: {"top_level": v[0], "all_commands": v[1]} for k, v in rt.items()},
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
+        with open(os.path.join(ROOT, "bench-results", "latest.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        print("\nwritten: bench-results/latest.json")
+    finally:
+        for p in PROCS:
+            p.terminate()
+        for p in PROCS:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
