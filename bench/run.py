@@ -20,21 +20,15 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http
+
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = [1, 16]
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
-PASSWORD = "Str0ng!Passw0rd"
 NODE_SEED = os.environ.get("NODE_SEED_DIR", os.path.join(ROOT, "..", "shared", "bench", "node-seed"))
 PROCS = []
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run(cmd, **kw):
@@ -61,17 +55,6 @@ def wait_http(url, timeout=60):
     sys.exit(f"no answer from {url}")
 
 
-def http(method, url, body=None, token=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 class Redis:
@@ -189,8 +172,7 @@ def edge(tmp):
     redis = Redis(tmp)
     port = free_port()
     state = os.path.join(tmp, "edge-state")
-    spawn([os.path.join(ROOT, "target/release/edge-host"), "up", "--listen", f"127.0.0.1:{port}",
-           "--state-dir", state, "-f", os.path.join(ROOT, "spin.toml")],
+    spawn(edge_host_cmd(port, state),
           env={"SPIN_VARIABLE_JWT_SECRET": SECRET, "SPIN_VARIABLE_REDIS_ADDRESS": redis.url,
                "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
                "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m"},
@@ -252,8 +234,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="edge-bench-")
     try:
         print("building the release host and component...", flush=True)
-        run(["cargo", "build", "--release", "-q", "-p", "edge-host"], cwd=ROOT)
-        run(["cargo", "build", "--release", "-q", "--target", "wasm32-wasip2", "-p", "alchemix-edge"], cwd=ROOT)
+        build_release()
         base, eredis, etoken = edge(tmp)
         nbase, nredis, ntoken = node_seed(tmp)
 

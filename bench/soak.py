@@ -8,7 +8,6 @@ token accepted, recovery under 2 s each time.
 """
 
 import collections
-import json
 import os
 import random
 import shutil
@@ -18,42 +17,18 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from common import PASSWORD, build_release, edge_host_cmd, free_port, http
+
 SECRET = "soak-secret-soak-secret-soak-secret-0123456"
-PASSWORD = "Str0ng!Passw0rd"
 ALLOWED = {200, 201, 401, 404, 429, 503}
 OUTAGE_SECONDS = float(os.environ.get("SOAK_OUTAGE_SECONDS", "3"))
 STEADY_SECONDS = float(os.environ.get("SOAK_STEADY_SECONDS", "5"))
 PROCS = []
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
-def http(method, url, body=None, token=None, timeout=10):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw or b"null")
-        except ValueError:
-            return e.code, None
-    except Exception as e:  # connection refused, reset, timeout: counted, never hidden
-        return f"error:{type(e).__name__}", None
 
 
 class RedisProc:
@@ -91,17 +66,14 @@ class RedisProc:
 def main():
     tmp = tempfile.mkdtemp(prefix="edge-soak-")
     try:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "edge-host"], cwd=ROOT, check=True)
-        subprocess.run(["cargo", "build", "--release", "-q", "--target", "wasm32-wasip2", "-p", "alchemix-edge"],
-                       cwd=ROOT, check=True)
+        build_release()
         redis = RedisProc(tmp)
         state = os.path.join(tmp, "state")
         bases = []
         for i in range(3):
             port = free_port()
             PROCS.append(subprocess.Popen(
-                [os.path.join(ROOT, "target/release/edge-host"), "up", "--listen", f"127.0.0.1:{port}",
-                 "--state-dir", state, "-f", os.path.join(ROOT, "spin.toml")],
+                edge_host_cmd(port, state),
                 env={**os.environ, "SPIN_VARIABLE_JWT_SECRET": SECRET,
                      "SPIN_VARIABLE_REDIS_ADDRESS": f"redis://127.0.0.1:{redis.port}",
                      "SPIN_VARIABLE_API_RATE_LIMIT": "100000000/15m",

@@ -4,6 +4,7 @@
 pub mod redis;
 pub mod sqlite;
 
+use crate::db::{Database, DbError, Value};
 use crate::policy::Policy;
 use crate::ratelimit::WindowState;
 
@@ -83,4 +84,24 @@ pub const EPOCH_KEY: &str = "ae:epoch";
 pub fn slot_keys(limit: &Limit, slot: i64) -> [String; 2] {
     let key = limit.key();
     [format!("{key}:{slot}"), format!("{key}:{}", slot - 1)]
+}
+
+/// A token's state in the system of record: whether it was revoked, and its user's version floor.
+pub fn recorded_state(
+    db: &dyn Database,
+    token: TokenRef<'_>,
+    now_s: i64,
+) -> Result<(bool, i64), DbError> {
+    let rows = db.execute(
+        "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE digest = ? AND expires_at > ?), \
+                COALESCE((SELECT token_version FROM users WHERE id = ?), 0)",
+        &[
+            Value::from(token.digest),
+            Value::Int(now_s),
+            Value::Int(token.user_id),
+        ],
+    )?;
+    let row = rows.rows.first().cloned().unwrap_or_default();
+    let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0);
+    Ok((int(0) == 1, int(1)))
 }

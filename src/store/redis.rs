@@ -7,7 +7,8 @@ use std::cell::OnceCell;
 use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResult};
 
 use super::{
-    revoked_key, slot_keys, version_key, Limit, Outcome, Store, StoreError, TokenRef, EPOCH_KEY,
+    recorded_state, revoked_key, slot_keys, version_key, Limit, Outcome, Store, StoreError,
+    TokenRef, EPOCH_KEY,
 };
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
@@ -162,20 +163,6 @@ impl<'a> RedisStore<'a> {
         Ok(())
     }
 
-    /// The token's state straight from the database, for the request that found Redis empty.
-    fn recorded_state(&self, token: TokenRef<'_>, now_s: i64) -> Result<(bool, i64), StoreError> {
-        let rows = self
-            .db
-            .execute(
-                "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE digest = ? AND expires_at > ?),                         COALESCE((SELECT token_version FROM users WHERE id = ?), 0)",
-                &[Value::from(token.digest), Value::Int(now_s), Value::Int(token.user_id)],
-            )
-            .map_err(|e| StoreError::Unavailable(format!("restore: {}", e.0)))?;
-        let row = rows.rows.first().cloned().unwrap_or_default();
-        let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0);
-        Ok((int(0) == 1, int(1)))
-    }
-
     fn conn(&self) -> Result<&Connection, StoreError> {
         if let Some(conn) = self.conn.get() {
             return Ok(conn);
@@ -278,7 +265,8 @@ impl Store for RedisStore<'_> {
             // this request from the record.
             let now_s = outcome.now_ms / 1000;
             self.restore(now_s)?;
-            let (revoked, min_version) = self.recorded_state(t, now_s)?;
+            let (revoked, min_version) = recorded_state(self.db, t, now_s)
+                .map_err(|e| StoreError::Unavailable(format!("restore: {}", e.0)))?;
             outcome.revoked |= revoked;
             outcome.min_version = outcome.min_version.max(min_version);
         }

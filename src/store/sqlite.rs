@@ -2,7 +2,7 @@
 //! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
 //! (and several processes on one state dir) decide in turn, never past the limit.
 
-use super::{slot_keys, Limit, Outcome, Store, StoreError, TokenRef};
+use super::{recorded_state, slot_keys, Limit, Outcome, Store, StoreError, TokenRef};
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::{admits, WindowState};
 
@@ -76,16 +76,7 @@ impl<'a> SqliteStore<'a> {
             }
         }
         let (revoked, min_version) = match token {
-            Some(t) => {
-                let rows = self.exec(
-                    "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE digest = ? AND expires_at > ?), \
-                            COALESCE((SELECT token_version FROM users WHERE id = ?), 0)",
-                    &[Value::from(t.digest), Value::Int(now / 1000), Value::Int(t.user_id)],
-                )?;
-                let row = rows.rows.first().cloned().unwrap_or_default();
-                let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0);
-                (int(0) == 1, int(1))
-            }
+            Some(t) => recorded_state(self.db, t, now / 1000).map_err(unavailable)?,
             None => (false, 0),
         };
         Ok(Outcome {

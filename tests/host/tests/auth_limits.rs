@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::sync::{Arc, Barrier};
-
 use serde_json::json;
 use support::*;
 
@@ -72,29 +70,6 @@ fn three_instances_share_one_auth_budget() {
 }
 
 #[test]
-fn concurrent_failed_logins_over_three_instances_admit_exactly_the_limit() {
-    let redis = RedisServer::start();
-    let (edges, _state) = cluster(&redis, 3);
-    let edges = Arc::new(edges);
-    let n = 120;
-    let barrier = Arc::new(Barrier::new(n));
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let edges = edges.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                login(&edges[i % 3], "victim@example.com", "guess-guess-guess").status
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let admitted = statuses.iter().filter(|s| **s == 401).count();
-    let limited = statuses.iter().filter(|s| **s == 429).count();
-    assert_eq!((admitted, limited), (5, n - 5), "{statuses:?}");
-}
-
-#[test]
 fn logout_on_one_instance_is_seen_by_the_others() {
     let redis = RedisServer::start();
     let (edges, _state) = cluster(&redis, 3);
@@ -123,10 +98,7 @@ fn logout_all_rejects_every_older_token_everywhere() {
     let (edges, _state) = cluster(&redis, 2);
     let [a, b] = [&edges[0], &edges[1]];
     let first = signup(a, "all@example.com");
-    let second = login(b, "all@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let second = login_token(b, "all@example.com");
     let r = post(&a.url("/auth/logout-all"), Some(&first), json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     for (edge, token) in [(a, &first), (b, &second), (b, &first)] {
@@ -134,10 +106,7 @@ fn logout_all_rejects_every_older_token_everywhere() {
         assert_eq!(r.status, 401);
         assert_eq!(r.error(), "Token has been invalidated. Please login again.");
     }
-    let newer = login(a, "all@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let newer = login_token(a, "all@example.com");
     assert_eq!(get(&b.url("/auth/me"), Some(&newer)).status, 200);
     let version_key = redis
         .dump()

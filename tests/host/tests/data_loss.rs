@@ -11,19 +11,13 @@ fn revocations_survive_a_redis_that_restarts_empty() {
     let mut redis = RedisServer::start();
     let (edges, _state) = cluster(&redis, 3);
     let logged_out = signup(&edges[0], "lost@example.com");
-    let before_all = login(&edges[1], "lost@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let before_all = login_token(&edges[1], "lost@example.com");
     assert_eq!(
         post(&edges[0].url("/auth/logout"), Some(&logged_out), json!({})).status,
         200
     );
     let other = signup(&edges[2], "other@example.com");
-    let survivor = login(&edges[2], "lost@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let survivor = login_token(&edges[2], "lost@example.com");
     assert_eq!(
         post(
             &edges[2].url("/auth/logout-all"),
@@ -33,10 +27,7 @@ fn revocations_survive_a_redis_that_restarts_empty() {
         .status,
         200
     );
-    let after_all = login(&edges[2], "lost@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let after_all = login_token(&edges[2], "lost@example.com");
 
     redis.restart();
     assert!(redis.dump().is_empty());

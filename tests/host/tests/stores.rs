@@ -37,10 +37,7 @@ fn auth_limit_is_shared_and_counts_only_failures(redis: Option<&RedisServer>) {
 fn revocations_hold_on_every_instance(redis: Option<&RedisServer>) {
     let (edges, _state) = instances(redis, 2);
     let first = signup(&edges[0], "rev@example.com");
-    let second = login(&edges[1], "rev@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let second = login_token(&edges[1], "rev@example.com");
     assert_eq!(
         post(&edges[1].url("/auth/logout"), Some(&first), json!({})).status,
         200
@@ -60,17 +57,14 @@ fn revocations_hold_on_every_instance(redis: Option<&RedisServer>) {
         (r.status, r.error()),
         (401, "Token has been invalidated. Please login again.")
     );
-    let third = login(&edges[1], "rev@example.com", PASSWORD).body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let third = login_token(&edges[1], "rev@example.com");
     assert_eq!(get(&edges[0].url("/auth/me"), Some(&third)).status, 200);
 }
 
 fn concurrent_failures_admit_exactly_the_limit(redis: Option<&RedisServer>) {
     let (edges, _state) = instances(redis, 3);
     let edges = Arc::new(edges);
-    let n = 90;
+    let n = 120;
     let barrier = Arc::new(Barrier::new(n));
     let handles: Vec<_> = (0..n)
         .map(|i| {

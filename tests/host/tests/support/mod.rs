@@ -336,6 +336,13 @@ pub fn signup(edge: &Edge, email: &str) -> String {
     r.body["data"]["token"].as_str().unwrap().to_string()
 }
 
+/// A fresh token from a login that must succeed.
+pub fn login_token(edge: &Edge, email: &str) -> String {
+    let r = login(edge, email, PASSWORD);
+    assert_eq!(r.status, 200, "login: {}", r.text);
+    r.body["data"]["token"].as_str().unwrap().to_string()
+}
+
 pub fn login(edge: &Edge, email: &str, password: &str) -> Reply {
     post(
         &edge.url("/auth/login"),
