@@ -4,8 +4,6 @@
 pub mod schema;
 pub mod spin;
 
-use serde_json::Value as Json;
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Int(i64),
@@ -28,13 +26,15 @@ impl Value {
             _ => None,
         }
     }
+}
 
-    pub fn to_json(&self) -> Json {
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Self::Int(i) => Json::from(*i),
-            Self::Real(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-            Self::Text(s) => Json::String(s.clone()),
-            Self::Null => Json::Null,
+            Self::Int(i) => s.serialize_i64(*i),
+            Self::Real(f) => s.serialize_f64(*f),
+            Self::Text(t) => s.serialize_str(t),
+            Self::Null => s.serialize_unit(),
         }
     }
 }
@@ -64,22 +64,6 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// Each row as a JSON object keyed by column name.
-    pub fn to_json(&self) -> Vec<Json> {
-        self.rows
-            .iter()
-            .map(|row| {
-                let map = self
-                    .columns
-                    .iter()
-                    .zip(row)
-                    .map(|(c, v)| (c.clone(), v.to_json()))
-                    .collect();
-                Json::Object(map)
-            })
-            .collect()
-    }
-
     pub fn first_i64(&self) -> Option<i64> {
         self.rows
             .first()
@@ -99,4 +83,10 @@ impl DbError {
 
 pub trait Database {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+    /// Another instance verified the schema at `version`; this request may skip its check.
+    fn vouch_schema(&self, _version: i64) {}
+    /// Whether this request checked the schema itself (and migrated it if needed).
+    fn verified_schema(&self) -> bool {
+        false
+    }
 }

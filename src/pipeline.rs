@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::cors;
+use crate::db::schema::LATEST;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -164,6 +165,7 @@ fn run(
         }
     }
     if let Some(o) = &outcome {
+        svc.db.vouch_schema(o.schema_version);
         headers.extend(limit_headers(&limits, o));
         if !o.admitted {
             return Err((too_many(&limits, o), headers));
@@ -200,6 +202,11 @@ fn run(
         token_digest: digest,
     };
     let result = routes::dispatch(route, req, &cx);
+    if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < LATEST) {
+        if let Err(e) = svc.store.note_schema(LATEST) {
+            eprintln!("could not record the schema version: {e:?}");
+        }
+    }
     if route.is_login() && result.as_ref().is_ok_and(Response::is_success) {
         refund_login(&limits, outcome.as_ref(), svc.store);
     }

@@ -80,10 +80,12 @@ pub const MIGRATIONS: &[&[&str]] = &[
     ],
 ];
 
+/// The version the migrations bring a database to.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
 /// Called once per request before the first statement: one cheap read when up to date.
 pub fn prepare(db: &dyn Database) -> Result<(), DbError> {
-    db.execute("PRAGMA foreign_keys = ON", &[])?;
-    if current(db)? >= MIGRATIONS.len() as i64 {
+    if current(db)? >= LATEST {
         return Ok(());
     }
     db.execute("BEGIN IMMEDIATE", &[])?;

@@ -31,7 +31,7 @@ pub fn account_key(req: &Request) -> Option<String> {
 }
 
 fn user_json(row: &[Value]) -> Json {
-    json!({ "id": row[0].to_json(), "email": row[1].to_json(), "created_at": row[2].to_json() })
+    json!({ "id": &row[0], "email": &row[1], "created_at": &row[2] })
 }
 
 fn issue(cx: &Ctx<'_>, user_id: i64, email: &str, token_version: i64) -> String {

@@ -2,9 +2,11 @@
 //! by one set of scoped CRUD handlers. Every query carries `user_id = ?`, so another user's row
 //! is indistinguishable from a missing one.
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::db::{Database, DbError, Rows, Value};
+use crate::db::{Database, DbError, Value};
 use crate::error::ApiError;
 use crate::http::{json_object, Request, Response};
 use crate::pipeline::Ctx;
@@ -253,33 +255,68 @@ fn columns(spec: &Spec) -> String {
     cols
 }
 
-/// Rows as JSON objects under the API's keys, with stored lists parsed back.
-fn rows_json(spec: &Spec, rows: &Rows) -> Vec<Json> {
-    rows.rows
-        .iter()
-        .map(|row| {
-            let mut obj = serde_json::Map::new();
-            let mut values = row.iter();
-            let mut put = |key: &str, v: Option<&Value>, list: bool| {
-                let json = match v {
-                    Some(Value::Text(s)) if list => serde_json::from_str(s).unwrap_or(json!([])),
-                    Some(v) => v.to_json(),
-                    None => Json::Null,
-                };
-                obj.insert(key.to_string(), json);
-            };
-            put("id", values.next(), false);
-            put("user_id", values.next(), false);
-            for f in spec.fields {
-                put(f.key, values.next(), matches!(f.kind, Kind::StringList));
+/// Rows written straight out as JSON objects under the API's keys (no intermediate tree:
+/// list pages are the hot path), with stored lists parsed back.
+struct RowsOut<'a> {
+    spec: &'a Spec,
+    rows: &'a [Vec<Value>],
+}
+
+struct RowOut<'a> {
+    spec: &'a Spec,
+    row: &'a [Value],
+}
+
+impl Serialize for RowsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.rows.iter().map(|row| RowOut {
+            spec: self.spec,
+            row,
+        }))
+    }
+}
+
+impl Serialize for RowOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.row.len()))?;
+        let mut values = self.row.iter();
+        let mut next = || values.next().unwrap_or(&Value::Null);
+        map.serialize_entry("id", next())?;
+        map.serialize_entry("user_id", next())?;
+        for f in self.spec.fields {
+            match (f.kind, next()) {
+                (Kind::StringList, Value::Text(text)) => {
+                    let list: Json = serde_json::from_str(text).unwrap_or_else(|_| json!([]));
+                    map.serialize_entry(f.key, &list)?;
+                }
+                (_, value) => map.serialize_entry(f.key, value)?,
             }
-            put("created_at", values.next(), false);
-            if !spec.list_extra.is_empty() {
-                put("recipe_count", values.next(), false);
-            }
-            Json::Object(obj)
-        })
-        .collect()
+        }
+        map.serialize_entry("created_at", next())?;
+        if !self.spec.list_extra.is_empty() {
+            map.serialize_entry("recipe_count", next())?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pagination {
+    page: i64,
+    limit: i64,
+    total: i64,
+    total_pages: i64,
+    has_next_page: bool,
+    has_previous_page: bool,
+}
+
+#[derive(Serialize)]
+struct ListPage<'a> {
+    success: bool,
+    data: RowsOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<Pagination>,
 }
 
 pub fn dispatch(
@@ -327,27 +364,35 @@ pub fn page(req: &Request) -> Result<Page, ApiError> {
 }
 
 fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
-    let select = format!(
-        "SELECT {} FROM {} t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id DESC",
-        columns(spec),
-        spec.table
-    );
     if !spec.paginated {
+        let select = format!(
+            "SELECT {} FROM {} t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id DESC",
+            columns(spec),
+            spec.table
+        );
         let rows = db.execute(&select, &[Value::Int(user)]).map_err(db_error)?;
-        return Ok(Response::data(200, Json::Array(rows_json(spec, &rows))));
+        return Ok(Response::json(
+            200,
+            &ListPage {
+                success: true,
+                data: RowsOut {
+                    spec,
+                    rows: &rows.rows,
+                },
+                pagination: None,
+            },
+        ));
     }
     let Page { page, limit } = page(req)?;
-    let total = db
+    // One statement gives the page and the total; only a page past the end needs a count.
+    let mut rows = db
         .execute(
-            &format!("SELECT COUNT(*) FROM {} WHERE user_id = ?", spec.table),
-            &[Value::Int(user)],
-        )
-        .map_err(db_error)?
-        .first_i64()
-        .unwrap_or(0);
-    let rows = db
-        .execute(
-            &format!("{select} LIMIT ? OFFSET ?"),
+            &format!(
+                "SELECT {}, COUNT(*) OVER () FROM {} t WHERE t.user_id = ? \
+                 ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?",
+                columns(spec),
+                spec.table
+            ),
             &[
                 Value::Int(user),
                 Value::Int(limit),
@@ -355,17 +400,38 @@ fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Resp
             ],
         )
         .map_err(db_error)?;
+    let total = match rows.rows.first() {
+        Some(row) => row.last().and_then(Value::as_i64).unwrap_or(0),
+        None => db
+            .execute(
+                &format!("SELECT COUNT(*) FROM {} WHERE user_id = ?", spec.table),
+                &[Value::Int(user)],
+            )
+            .map_err(db_error)?
+            .first_i64()
+            .unwrap_or(0),
+    };
+    for row in &mut rows.rows {
+        row.pop();
+    }
     let total_pages = (total + limit - 1) / limit;
     Ok(Response::json(
         200,
-        &json!({
-            "success": true,
-            "data": rows_json(spec, &rows),
-            "pagination": {
-                "page": page, "limit": limit, "total": total, "totalPages": total_pages,
-                "hasNextPage": page < total_pages, "hasPreviousPage": page > 1,
+        &ListPage {
+            success: true,
+            data: RowsOut {
+                spec,
+                rows: &rows.rows,
             },
-        }),
+            pagination: Some(Pagination {
+                page,
+                limit,
+                total,
+                total_pages,
+                has_next_page: page < total_pages,
+                has_previous_page: page > 1,
+            }),
+        },
     ))
 }
 
@@ -417,10 +483,11 @@ fn fetch(spec: &Spec, id: i64, db: &dyn Database, user: i64) -> Result<Json, Api
             &[Value::Int(id), Value::Int(user)],
         )
         .map_err(db_error)?;
-    rows_json(spec, &rows)
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::NotFound(spec.not_found.into()))
+    let row = rows
+        .rows
+        .first()
+        .ok_or_else(|| ApiError::NotFound(spec.not_found.into()))?;
+    serde_json::to_value(RowOut { spec, row }).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn create(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Response, ApiError> {

@@ -39,6 +39,9 @@ pub struct Outcome {
     pub revoked: bool,
     /// Tokens of this user with a lower `tokenVersion` are invalid.
     pub min_version: i64,
+    /// The database schema version the store vouches for (0: none), so instances skip the
+    /// per-request check once one of them has verified it.
+    pub schema_version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +68,8 @@ pub trait Store {
         version: i64,
         ttl_secs: i64,
     ) -> Result<(), StoreError>;
+    /// Records that the database schema is at `version` (checked by this request).
+    fn note_schema(&self, version: i64) -> Result<(), StoreError>;
     fn ping(&self) -> Result<(), StoreError>;
 }
 
@@ -79,6 +84,9 @@ pub fn version_key(user_id: i64) -> String {
 /// Present while Redis holds the revocation state restored from the database; a Redis that
 /// restarted empty (or failed over to a replica without it) has lost it.
 pub const EPOCH_KEY: &str = "ae:epoch";
+
+/// The database schema version verified by some instance recently.
+pub const SCHEMA_KEY: &str = "ae:schema";
 
 /// The slot keys of a limit's sliding window: the current one and the one before it.
 pub fn slot_keys(limit: &Limit, slot: i64) -> [String; 2] {

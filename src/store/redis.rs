@@ -8,20 +8,20 @@ use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResu
 
 use super::{
     recorded_state, revoked_key, slot_keys, version_key, Limit, Outcome, Store, StoreError,
-    TokenRef, EPOCH_KEY,
+    TokenRef, EPOCH_KEY, SCHEMA_KEY,
 };
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
 
 /// KEYS: one counter prefix per limit, then (optionally) the revoked key, the version key and
-/// the epoch key. ARGV: the number of limits, then limit, window (ms) and cost for each.
-/// Returns a flat integer list: now_ms, admitted, revoked, min_version, epoch present, then
-/// slot, prev, curr, elapsed_ms for each limit.
+/// the epoch key, and last the schema key. ARGV: the number of limits, then limit, window (ms)
+/// and cost for each. Returns a flat integer list: now_ms, admitted, revoked, min_version,
+/// epoch present, schema version, then slot, prev, curr, elapsed_ms for each limit.
 pub const CHECK_SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local res = {now, 1, 0, 0, 1}
+local res = {now, 1, 0, 0, 1, tonumber(redis.call('GET', KEYS[#KEYS]) or '0')}
 local slots, prevs, currs, elapsed = {}, {}, {}, {}
 for i = 1, n do
   local limit, window, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
@@ -42,7 +42,7 @@ if res[2] == 1 then
     end
   end
 end
-if #KEYS > n then
+if #KEYS > n + 1 then
   res[3] = redis.call('EXISTS', KEYS[n+1])
   res[4] = tonumber(redis.call('GET', KEYS[n+2]) or '0')
   res[5] = redis.call('EXISTS', KEYS[n+3])
@@ -52,7 +52,7 @@ for i = 1, n do
 end
 return res
 "#;
-pub const CHECK_SHA1: &str = "5ea3605234c4f604187a192ec46c819ac1040919";
+pub const CHECK_SHA1: &str = "a8151813a0c67b5b7bc185f190683c231a64828b";
 
 /// KEYS[1]: a counter slot. Takes one unit back, never below zero, keeping the TTL.
 pub const REFUND_SCRIPT: &str = r#"
@@ -83,6 +83,9 @@ end
 return #KEYS
 "#;
 pub const REVOKE_SHA1: &str = "6547b9445e2cf8684c6a111c28a5b8fb0f987fe1";
+
+/// How long Redis vouches for the database schema before an instance checks it again.
+const SCHEMA_TTL_SECS: i64 = 3600;
 
 /// Rows restored per script call after Redis lost its data.
 const RESTORE_CHUNK: usize = 256;
@@ -234,6 +237,7 @@ impl Store for RedisStore<'_> {
             keys.push(version_key(t.user_id));
             keys.push(EPOCH_KEY.to_string());
         }
+        keys.push(SCHEMA_KEY.to_string());
         let mut args = vec![limits.len() as i64];
         for l in limits {
             args.push(i64::from(l.policy.limit));
@@ -241,10 +245,10 @@ impl Store for RedisStore<'_> {
             args.push(l.cost as i64);
         }
         let reply = ints(&self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args)?)?;
-        if reply.len() != 5 + 4 * limits.len() {
+        if reply.len() != 6 + 4 * limits.len() {
             return Err(StoreError::Unavailable("short script reply".into()));
         }
-        let windows = reply[5..]
+        let windows = reply[6..]
             .chunks_exact(4)
             .map(|c| WindowState {
                 slot: c[0],
@@ -258,6 +262,7 @@ impl Store for RedisStore<'_> {
             admitted: reply[1] == 1,
             revoked: reply[2] == 1,
             min_version: reply[3],
+            schema_version: reply[5],
             windows,
         };
         if let (Some(t), 0) = (token, reply[4]) {
@@ -312,6 +317,19 @@ impl Store for RedisStore<'_> {
             &[ttl_secs, version],
         )
         .map(drop)
+    }
+
+    fn note_schema(&self, version: i64) -> Result<(), StoreError> {
+        let params = [
+            RedisParameter::Binary(SCHEMA_KEY.as_bytes().to_vec()),
+            RedisParameter::Int64(version),
+            RedisParameter::Binary(b"EX".to_vec()),
+            RedisParameter::Int64(SCHEMA_TTL_SECS),
+        ];
+        self.conn()?
+            .execute("SET", &params)
+            .map(drop)
+            .map_err(|e| StoreError::Unavailable(describe(&e)))
     }
 
     fn ping(&self) -> Result<(), StoreError> {

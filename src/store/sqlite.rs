@@ -85,6 +85,7 @@ impl<'a> SqliteStore<'a> {
             windows,
             revoked,
             min_version,
+            schema_version: 0,
         })
     }
 }
@@ -142,6 +143,11 @@ impl Store for SqliteStore<'_> {
 
     /// `users.token_version`, raised by logout-all, is what checks read.
     fn raise_min_version(&self, _user_id: i64, _version: i64, _ttl: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The embedded store is the database: every request checks the schema itself.
+    fn note_schema(&self, _version: i64) -> Result<(), StoreError> {
         Ok(())
     }
 

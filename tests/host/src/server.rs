@@ -183,6 +183,8 @@ impl App {
                 spin: self.spin.clone(),
             },
         );
+        // No request deadline is configured (as in `spin up`), so the epoch never interrupts.
+        store.set_epoch_deadline(u64::MAX / 2);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -331,13 +333,20 @@ fn with_spin_headers<B>(
     req
 }
 
+/// Spin's engine settings: pooling allocator with its default sizes and resident memory,
+/// and epoch interruption (whose checks every guest loop pays).
 fn engine() -> Result<Engine> {
     let mut config = Config::new();
+    config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(1000);
-    pool.total_memories(1000);
-    pool.total_tables(1000);
-    pool.max_memory_size(256 << 20);
+    pool.total_component_instances(1000)
+        .total_memories(1000)
+        .total_tables(2000)
+        .total_stacks(1000)
+        .total_core_instances(4000)
+        .max_memory_size(4 << 30)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(1 << 19);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
 }

@@ -99,3 +99,18 @@ fn trusted_proxies_decide_who_the_client_is() {
     assert_eq!(attempt("2001:db8:1:2:abcd::9"), 429);
     assert_eq!(attempt("2001:db8:1:3::1"), 401);
 }
+
+#[test]
+fn a_replaced_database_under_a_remembering_redis_is_migrated_not_a_500() {
+    let redis = RedisServer::start();
+    let first = Edge::start(&redis);
+    let token = signup(&first, "schema@example.com");
+    assert_eq!(get(&first.url("/api/inventory"), Some(&token)).status, 200);
+    assert!(redis.dump().iter().any(|(k, _)| k == "ae:schema"));
+    drop(first);
+    // A new, empty database (new state dir) behind the same Redis: the vouched schema is wrong.
+    let second = Edge::start(&redis);
+    let r = get(&second.url("/api/inventory"), Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["pagination"]["total"], 0);
+}

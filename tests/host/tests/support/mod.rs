@@ -31,12 +31,17 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let mut server = Self {
-            port: free_port(),
-            child: None,
-        };
-        server.restart();
-        server
+        // Another process may take a free port before redis-server binds it: pick again.
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                child: None,
+            };
+            if server.try_restart() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any free port");
     }
 
     pub fn url(&self) -> String {
@@ -45,6 +50,14 @@ impl RedisServer {
 
     /// Starts (again) on the same port, empty: it keeps nothing on disk.
     pub fn restart(&mut self) {
+        assert!(
+            self.try_restart(),
+            "redis-server on port {} did not start",
+            self.port
+        );
+    }
+
+    fn try_restart(&mut self) -> bool {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -53,19 +66,26 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            // The answer must come from our process, not one that already held the port.
+            let info = self
                 .client()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-            {
-                return;
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+            if let Ok(info) = info {
+                if info.contains(&format!("process_id:{pid}\r")) {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not start", self.port);
+        false
     }
 
     pub fn kill(&mut self) {
@@ -145,17 +165,26 @@ impl EdgeBuilder {
     }
 
     pub fn start(self) -> Edge {
-        self.try_start().unwrap_or_else(|e| panic!("{e}"))
+        // A free port can be taken by another test's process before edge-host binds it.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.try_start() {
+                Ok(edge) => return edge,
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{last}")
     }
 
     /// Starts edge-host; on failure returns what it printed.
-    pub fn try_start(self) -> Result<Edge, String> {
+    pub fn try_start(&self) -> Result<Edge, String> {
         let wasm = root().join("target/wasm32-wasip2/release/alchemix_edge.wasm");
         assert!(
             wasm.exists(),
             "build the component first: cargo build --target wasm32-wasip2 --release -p alchemix-edge"
         );
-        let (own_state, state_dir) = match self.state_dir {
+        let (own_state, state_dir) = match self.state_dir.clone() {
             Some(dir) => (None, dir),
             None => {
                 let t = TempDir::new();
