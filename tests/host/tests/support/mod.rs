@@ -106,7 +106,22 @@ impl RedisServer {
     /// Every key and its string value (other types as their TYPE name).
     pub fn dump(&self) -> Vec<(String, String)> {
         let mut conn = self.conn();
-        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        // SCAN, not KEYS: the same habit as production code, even on a test server.
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)
+                .unwrap();
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
         keys.into_iter()
             .map(|k| {
                 let value = redis::cmd("GET")
