@@ -5,7 +5,7 @@ use futures::StreamExt;
 use spin_sdk::http::{IncomingRequest, Response as SpinResponse};
 use spin_sdk::http_component;
 
-use crate::config::{Config, VARIABLES};
+use crate::config::{settings_lookup, Config};
 use crate::db::spin::SpinDb;
 use crate::error::ApiError;
 use crate::http::{Request, Response, MAX_BODY_BYTES};
@@ -76,7 +76,7 @@ async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
 }
 
 fn serve(req: &Request) -> Response {
-    let config = match Config::load(&variable) {
+    let config = match load_config() {
         Ok(config) => config,
         Err(problem) => {
             eprintln!("alchemix-edge: refusing to serve: {problem}");
@@ -105,9 +105,17 @@ fn serve(req: &Request) -> Response {
     pipeline::handle(req, &config, &services)
 }
 
-fn variable(name: &str) -> Option<String> {
-    debug_assert!(VARIABLES.iter().any(|(n, _)| *n == name));
-    spin_sdk::variables::get(name).ok()
+/// One host call for every setting: `settings` joins all application variables.
+fn load_config() -> Result<Config, String> {
+    let settings = spin_sdk::variables::get("settings")
+        .map_err(|e| format!("cannot read the settings variable: {e}"))?;
+    let lookup = settings_lookup(&settings)?;
+    Config::load(&|name| {
+        lookup
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
 }
 
 fn random(buf: &mut [u8]) {

@@ -6,7 +6,11 @@ use crate::policy::{parse_duration_ms, Policy};
 
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Every variable the component reads, with its default (`None`: required).
+/// Separates the values in the `settings` component variable (ASCII unit separator).
+pub const SETTINGS_SEPARATOR: char = '\u{1f}';
+
+/// Every application variable the edge reads, with its default (`None`: required), in the
+/// order the manifest's `settings` template lists them.
 pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("jwt_secret", None),
     ("redis_address", Some("redis://127.0.0.1:6379")),
@@ -76,6 +80,29 @@ impl RoutePattern {
                 path == self.path
             }
     }
+}
+
+/// Splits the `settings` component variable (every application variable joined by
+/// [`SETTINGS_SEPARATOR`], so one host call per request reads them all) into a lookup.
+pub fn settings_lookup(settings: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let values: Vec<&str> = settings.split(SETTINGS_SEPARATOR).collect();
+    if values.len() != VARIABLES.len() {
+        return Err(format!(
+            "the settings variable in spin.toml has {} values, expected {} ({})",
+            values.len(),
+            VARIABLES.len(),
+            VARIABLES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(VARIABLES
+        .iter()
+        .zip(values)
+        .map(|((name, _), value)| (*name, value.to_string()))
+        .collect())
 }
 
 impl Config {
@@ -193,6 +220,40 @@ mod tests {
         assert!(e.contains("trusted_proxies"), "{e}");
         let e = load(&[("jwt_secret", SECRET), ("fail_open_routes", "api")]).unwrap_err();
         assert!(e.contains("fail_open_routes"), "{e}");
+    }
+
+    #[test]
+    fn the_manifest_template_lists_every_variable_in_order() {
+        let manifest = include_str!("../spin.toml");
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with("settings = "))
+            .expect("a settings component variable in spin.toml");
+        let expected: Vec<String> = VARIABLES
+            .iter()
+            .map(|(n, _)| format!("{{{{ {n} }}}}"))
+            .collect();
+        assert_eq!(line, format!("settings = \"{}\"", expected.join("\\u001f")));
+        for (name, default) in VARIABLES {
+            let decl = manifest
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} = {{")))
+                .unwrap_or_else(|| panic!("[variables] declares {name}"));
+            match default {
+                Some(d) => assert!(decl.contains(&format!("default = \"{d}\"")), "{decl}"),
+                None => assert!(decl.contains("required = true"), "{decl}"),
+            }
+        }
+    }
+
+    #[test]
+    fn settings_split_into_variables() {
+        let joined: Vec<String> = VARIABLES.iter().map(|(n, _)| format!("v-{n}")).collect();
+        let lookup = settings_lookup(&joined.join("\u{1f}")).unwrap();
+        assert_eq!(lookup[0], ("jwt_secret", "v-jwt_secret".to_string()));
+        assert!(settings_lookup("only-one")
+            .unwrap_err()
+            .contains("expected"));
     }
 
     #[test]
