@@ -60,13 +60,18 @@ const fn text(key: &'static str, column: &'static str, max: usize) -> Field {
     }
 }
 
-const BOTTLE_FIELDS: &[Field] = &[
+/// The non-blank text every resource is named by (its key is also its column).
+const fn required_text(key: &'static str, max: usize) -> Field {
     Field {
-        key: "name",
-        column: "name",
-        kind: Kind::Text(255),
+        key,
+        column: key,
+        kind: Kind::Text(max),
         required: true,
-    },
+    }
+}
+
+const BOTTLE_FIELDS: &[Field] = &[
+    required_text("name", 255),
     Field {
         key: "Stock Number",
         column: "\"Stock Number\"",
@@ -99,12 +104,7 @@ const BOTTLE_FIELDS: &[Field] = &[
 ];
 
 const RECIPE_FIELDS: &[Field] = &[
-    Field {
-        key: "name",
-        column: "name",
-        kind: Kind::Text(255),
-        required: true,
-    },
+    required_text("name", 255),
     Field {
         key: "ingredients",
         column: "ingredients",
@@ -123,12 +123,7 @@ const RECIPE_FIELDS: &[Field] = &[
 ];
 
 const FAVORITE_FIELDS: &[Field] = &[
-    Field {
-        key: "recipe_name",
-        column: "recipe_name",
-        kind: Kind::Text(255),
-        required: true,
-    },
+    required_text("recipe_name", 255),
     Field {
         key: "recipe_id",
         column: "recipe_id",
@@ -138,12 +133,7 @@ const FAVORITE_FIELDS: &[Field] = &[
 ];
 
 const COLLECTION_FIELDS: &[Field] = &[
-    Field {
-        key: "name",
-        column: "name",
-        kind: Kind::Text(100),
-        required: true,
-    },
+    required_text("name", 100),
     text("description", "description", 500),
 ];
 
