@@ -1,7 +1,7 @@
-//! Versioned migrations, recorded in a `schema_migrations` table and applied once even when
-//! several instances start together (the version is re-read under `BEGIN IMMEDIATE`).
+//! Versioned migrations, recorded in `PRAGMA user_version` and applied once even when several
+//! instances start together (the version is re-read under `BEGIN IMMEDIATE`).
 
-use super::{Database, DbError, Value};
+use super::{Database, DbError};
 
 /// Each entry is one version; never edit a released one, append a new one.
 pub const MIGRATIONS: &[&[&str]] = &[
@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[&[&str]] = &[
         )",
         "CREATE INDEX idx_edge_counters_expires ON edge_counters(expires_at)",
     ],
+    &[
+        // Under Spin every request opens a new connection, which parses the whole schema
+        // first: this table only repeated what `user_version` records.
+        "DROP TABLE IF EXISTS schema_migrations",
+    ],
 ];
 
 /// The version the migrations bring a database to.
@@ -107,23 +112,12 @@ fn current(db: &dyn Database) -> Result<i64, DbError> {
 }
 
 fn apply(db: &dyn Database) -> Result<(), DbError> {
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version INTEGER PRIMARY KEY,
-            applied_at DATETIME DEFAULT CURRENT_TIMESTAMP
-        )",
-        &[],
-    )?;
     let from = current(db)?;
     for (i, statements) in MIGRATIONS.iter().enumerate().skip(from.max(0) as usize) {
         let version = i as i64 + 1;
         for sql in *statements {
             db.execute(sql, &[])?;
         }
-        db.execute(
-            "INSERT INTO schema_migrations (version) VALUES (?)",
-            &[Value::Int(version)],
-        )?;
         // PRAGMA takes no parameters; the version is an integer we produced.
         db.execute(&format!("PRAGMA user_version = {version}"), &[])?;
     }

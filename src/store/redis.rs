@@ -17,42 +17,48 @@ use crate::ratelimit::WindowState;
 /// the epoch key, and last the schema key. ARGV: the number of limits, then limit, window (ms)
 /// and cost for each. Returns a flat integer list: now_ms, admitted, revoked, min_version,
 /// epoch present, schema version, then slot, prev, curr, elapsed_ms for each limit.
+/// Every key is read by one MGET and each charged counter written by one SET with its TTL
+/// (the script is atomic, so read-then-set is an increment): Redis runs 2 + limits commands.
 pub const CHECK_SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local res = {now, 1, 0, 0, 1, tonumber(redis.call('GET', KEYS[#KEYS]) or '0')}
-local slots, prevs, currs, elapsed = {}, {}, {}, {}
+local names, slots, elapsed = {}, {}, {}
+for i = 1, n do
+  local window = tonumber(ARGV[3*i])
+  local slot = math.floor(now / window)
+  slots[i], elapsed[i] = slot, now - slot * window
+  names[2*i-1], names[2*i] = KEYS[i] .. ':' .. (slot - 1), KEYS[i] .. ':' .. slot
+end
+for i = n + 1, #KEYS do names[#names+1] = KEYS[i] end
+local v = redis.call('MGET', unpack(names))
+local res = {now, 1, 0, 0, 1, tonumber(v[#v] or '0')}
+local prevs, currs = {}, {}
 for i = 1, n do
   local limit, window, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
-  local slot = math.floor(now / window)
-  local e = now - slot * window
-  local p = tonumber(redis.call('GET', KEYS[i] .. ':' .. (slot - 1)) or '0')
-  local c = tonumber(redis.call('GET', KEYS[i] .. ':' .. slot) or '0')
-  slots[i], prevs[i], currs[i], elapsed[i] = slot, p, c, e
-  if p * (window - e) + (c + cost) * window > limit * window then res[2] = 0 end
+  prevs[i], currs[i] = tonumber(v[2*i-1] or '0'), tonumber(v[2*i] or '0')
+  if prevs[i] * (window - elapsed[i]) + (currs[i] + cost) * window > limit * window then res[2] = 0 end
 end
 if res[2] == 1 then
   for i = 1, n do
     local window, cost = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
     if cost > 0 then
-      local k = KEYS[i] .. ':' .. slots[i]
-      currs[i] = redis.call('INCRBY', k, cost)
-      redis.call('PEXPIRE', k, 2 * window + 1000)
+      currs[i] = currs[i] + cost
+      redis.call('SET', names[2*i], currs[i], 'PX', 2 * window + 1000)
     end
   end
 end
 if #KEYS > n + 1 then
-  res[3] = redis.call('EXISTS', KEYS[n+1])
-  res[4] = tonumber(redis.call('GET', KEYS[n+2]) or '0')
-  res[5] = redis.call('EXISTS', KEYS[n+3])
+  res[3] = v[2*n+1] and 1 or 0
+  res[4] = tonumber(v[2*n+2] or '0')
+  res[5] = v[2*n+3] and 1 or 0
 end
 for i = 1, n do
   res[#res+1] = slots[i]; res[#res+1] = prevs[i]; res[#res+1] = currs[i]; res[#res+1] = elapsed[i]
 end
 return res
 "#;
-pub const CHECK_SHA1: &str = "a8151813a0c67b5b7bc185f190683c231a64828b";
+pub const CHECK_SHA1: &str = "e3f7294d02c77eb3df077572ccad87b782cb6bd4";
 
 /// KEYS[1]: a counter slot. Takes one unit back, never below zero, keeping the TTL.
 pub const REFUND_SCRIPT: &str = r#"

@@ -13,7 +13,9 @@ use hyper::body::Body;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy, Store,
+};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -122,7 +124,7 @@ impl App {
                      which runtime-config.toml does not define"
                 ),
             };
-            sqlite.insert(label.clone(), Arc::new(SqliteDatabase::open(location)?));
+            sqlite.insert(label.clone(), SqliteDatabase::open(location)?);
         }
         let max_redis = runtime
             .outbound_redis
@@ -338,6 +340,10 @@ fn with_spin_headers<B>(
 fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // `perf` names guest functions from /tmp/perf-<pid>.map (as `wasmtime serve --profile perfmap`).
+    if std::env::var_os("EDGE_HOST_PERFMAP").is_some() {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(1000)
         .total_memories(1000)
