@@ -125,20 +125,34 @@ fn bad_bodies_are_400_413_and_unknown_routes_404() {
         .start();
     let signup_url = edge.url("/auth/signup");
 
+    // Nesting just inside serde_json's depth limit, and far past it: the guest's stack
+    // (a linker setting in .cargo/config.toml) must hold the deepest parse the edge allows.
+    let nested = |depth: usize| {
+        format!(
+            "{{\"email\": {}1{}, \"password\": \"x\"}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    let deep = [nested(126), nested(20_000)];
     for body in [
         "{not json",
         "",
         "[]",
         "\"str\"",
         "{\"email\": 5, \"password\": []}",
+        deep[0].as_str(),
+        deep[1].as_str(),
     ] {
-        let r = send(
-            client()
-                .post(&signup_url)
-                .header("content-type", "application/json")
-                .body(body),
-        );
-        assert_json_error(&r, 400);
+        for url in [&signup_url, &edge.url("/auth/login")] {
+            let r = send(
+                client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string()),
+            );
+            assert_json_error(&r, 400);
+        }
     }
     let r = post(
         &signup_url,
