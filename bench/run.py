@@ -22,7 +22,8 @@ import urllib.request
 
 from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http
 
-SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,16").split(",")]
 # A comma-separated subset of the endpoint names below, to iterate on one path quickly.
 ONLY = [e.strip() for e in os.environ.get("BENCH_ONLY", "").split(",") if e.strip()]
@@ -162,22 +163,54 @@ def endpoints(tmp, token, tag):
     }
 
 
-def measure(name, base, redis, eps):
-    results = {}
-    for ep, (path, script) in eps.items():
+def one(server, ep, c):
+    base, redis, eps = server
+    path, script = eps[ep]
+    before = redis.commandstats()
+    r = wrk(base + path, c, script)
+    after = redis.commandstats()
+    calls = sum(after.values()) - sum(before.values())
+    r["redis_commands_per_request"] = round(calls / max(r["requests"], 1), 2)
+    return r
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def measure(servers):
+    """Each endpoint and concurrency is measured ROUNDS times, the servers back to back in
+    alternating order, so that drift in the machine's speed (shared VMs drift by 2x within
+    minutes) falls on both sides of each ratio. Reported: the median of each figure."""
+    results = {name: {} for name in servers}
+    ratios = {}
+    names = list(servers)
+    for ep in next(iter(servers.values()))[2]:
         if ONLY and ep not in ONLY:
             continue
         for c in CONNECTIONS:
-            before = redis.commandstats()
-            r = wrk(base + path, c, script)
-            after = redis.commandstats()
-            calls = sum(after.values()) - sum(before.values())
-            r["redis_commands_per_request"] = round(calls / max(r["requests"], 1), 2)
-            results[f"{ep} @{c}"] = r
-            print(f"  {name:9} {ep:24} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
-                  f"  p99 {r['p99_ms']:7.2f} ms  {r['redis_commands_per_request']:5.2f} cmds/req"
-                  f"  non-2xx {r['non_2xx']}", flush=True)
-    return results
+            rounds = {name: [] for name in names}
+            for i in range(ROUNDS):
+                for name in names if i % 2 == 0 else reversed(names):
+                    rounds[name].append(one(servers[name], ep, c))
+            key = f"{ep} @{c}"
+            for name, rs in rounds.items():
+                r = {k: median([x[k] for x in rs]) for k in ("rps", "p50_ms", "p99_ms",
+                                                            "redis_commands_per_request")}
+                r["requests"] = sum(x["requests"] for x in rs)
+                r["non_2xx"] = sum(x["non_2xx"] for x in rs)
+                r["rounds_rps"] = [x["rps"] for x in rs]
+                results[name][key] = r
+                print(f"  {name:13} {ep:24} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
+                      f"  p99 {r['p99_ms']:7.2f} ms  {r['redis_commands_per_request']:5.2f} cmds/req"
+                      f"  non-2xx {r['non_2xx']}", flush=True)
+            e, n = rounds[names[0]], rounds[names[1]]
+            per_round = [(a["rps"] / b["rps"], a["p99_ms"] / b["p99_ms"]) for a, b in zip(e, n)]
+            ratios[key] = {"rps": round(median([r for r, _ in per_round]), 2),
+                           "p99": round(median([p for _, p in per_round]), 2),
+                           "rps_rounds": [round(r, 2) for r, _ in per_round],
+                           "p99_rounds": [round(p, 2) for _, p in per_round]}
+    return results, ratios
 
 
 def edge(tmp):
@@ -257,19 +290,17 @@ def main():
             "alchemix-edge": eredis.round_trips(fire(base + "/api/inventory", etoken)),
             "node-seed": nredis.round_trips(fire(nbase + "/api/inventory", ntoken)),
         }
-        print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; {SECONDS} s per run")
-        results = {"alchemix-edge": measure("edge", base, eredis, endpoints(tmp, etoken, "edge")),
-                   "node-seed": measure("node-seed", nbase, nredis, endpoints(tmp, ntoken, "node"))}
+        print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
+              f"{SECONDS} s per run, {ROUNDS} rounds")
+        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge")),
+                                   "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"))})
         results["floor"] = floor(eredis, tmp)
         print("\nRedis per GET /api/inventory (MONITOR, sequential requests):")
         for name, (trips, commands) in rt.items():
             print(f"  {name:14} {trips:.2f} round trips, {commands:.2f} commands")
-        print("\nratios (alchemix-edge / node-seed):")
-        ratios = {}
-        for key, e in results["alchemix-edge"].items():
-            n = results["node-seed"][key]
-            ratios[key] = {"rps": round(e["rps"] / n["rps"], 2), "p99": round(e["p99_ms"] / n["p99_ms"], 2)}
-            print(f"  {key:32} req/s x{ratios[key]['rps']:<6} p99 x{ratios[key]['p99']}")
+        print(f"\nratios (alchemix-edge / node-seed), median of {ROUNDS} paired rounds [each round]:")
+        for key, r in ratios.items():
+            print(f"  {key:32} req/s x{r['rps']:<5} {r['rps_rounds']}  p99 x{r['p99']:<5} {r['p99_rounds']}")
         for c in CONNECTIONS:
             f = results["floor"][f"EVALSHA check @{c}"]["rps"]
             e = results["alchemix-edge"].get(f"GET /api/inventory @{c}", {}).get("rps")
@@ -277,7 +308,7 @@ def main():
                 continue
             print(f"  GET /api/inventory @{c} against the Redis floor: {e / f:.3f} of {f:.0f} req/s")
         report = {"machine": {"host": platform.node(), "cores": os.cpu_count(), "arch": platform.machine()},
-                  "seconds_per_run": SECONDS, "results": results, "ratios": ratios,
+                  "seconds_per_run": SECONDS, "rounds": ROUNDS, "results": results, "ratios": ratios,
                   "redis_per_inventory_request": {k: {"round_trips": v[0], "commands": v[1]} for k, v in rt.items()},
                   "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
