@@ -114,3 +114,49 @@ fn a_replaced_database_under_a_remembering_redis_is_migrated_not_a_500() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["pagination"]["total"], 0);
 }
+
+#[test]
+fn a_database_of_the_previous_release_is_migrated_in_place() {
+    let state = TempDir::new();
+    let token = {
+        let redis = RedisServer::start();
+        let edge = Edge::builder(&redis.url()).state_dir(&state.0).start();
+        let token = signup(&edge, "upgrade@example.com");
+        let r = post(
+            &edge.url("/api/inventory"),
+            Some(&token),
+            json!({"name": "Kept"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        token
+    };
+    // Put the file back the way version 3 left it: its migrations table and user_version 3.
+    let db = rusqlite::Connection::open(state.0.join("sqlite_db.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
+             applied_at DATETIME DEFAULT CURRENT_TIMESTAMP);
+         INSERT INTO schema_migrations (version) VALUES (1), (2), (3);
+         PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(db);
+
+    let redis = RedisServer::start();
+    let edge = Edge::builder(&redis.url()).state_dir(&state.0).start();
+    let r = get(&edge.url("/api/inventory"), Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"][0]["name"], "Kept", "{}", r.text);
+    let db = rusqlite::Connection::open(state.0.join("sqlite_db.db")).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let tables: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+}
