@@ -361,17 +361,7 @@ fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Resp
             spec.table
         );
         let rows = db.execute(&select, &[Value::Int(user)]).map_err(db_error)?;
-        return Ok(Response::json(
-            200,
-            &ListPage {
-                success: true,
-                data: RowsOut {
-                    spec,
-                    rows: &rows.rows,
-                },
-                pagination: None,
-            },
-        ));
+        return Ok(list_page(spec, &rows.rows, None));
     }
     let Page { page, limit } = page(req)?;
     // One statement gives the page and the total; only a page past the end needs a count.
@@ -406,24 +396,29 @@ fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Resp
         row.pop();
     }
     let total_pages = (total + limit - 1) / limit;
-    Ok(Response::json(
+    Ok(list_page(
+        spec,
+        &rows.rows,
+        Some(Pagination {
+            page,
+            limit,
+            total,
+            total_pages,
+            has_next_page: page < total_pages,
+            has_previous_page: page > 1,
+        }),
+    ))
+}
+
+fn list_page(spec: &Spec, rows: &[Vec<Value>], pagination: Option<Pagination>) -> Response {
+    Response::json(
         200,
         &ListPage {
             success: true,
-            data: RowsOut {
-                spec,
-                rows: &rows.rows,
-            },
-            pagination: Some(Pagination {
-                page,
-                limit,
-                total,
-                total_pages,
-                has_next_page: page < total_pages,
-                has_previous_page: page > 1,
-            }),
+            data: RowsOut { spec, rows },
+            pagination,
         },
-    ))
+    )
 }
 
 fn body(req: &Request) -> Result<serde_json::Map<String, Json>, ApiError> {
