@@ -3,8 +3,9 @@
 (shared/bench/node-seed) and the physical floor (redis-benchmark running the component's own
 check script with EVALSHA), all measured in one run on this machine.
 
-Prints req/s, p50 and p99 per endpoint and concurrency, Redis commands and round trips per
-request, the ratios against the baselines, and writes the same to bench-results/latest.json.
+Prints req/s, p50 and p99 per endpoint and concurrency, the CPU each server and its Redis spent
+per request, Redis commands and round trips per request, the ratios against the baselines, and
+a breakdown of an inventory request's CPU by stage; writes the same to bench-results/latest.json.
 """
 
 import json
@@ -22,11 +23,14 @@ import urllib.request
 
 from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http
 
+STATS = ("rps", "p50_ms", "p99_ms", "redis_commands_per_request", "cpu_us_per_request",
+         "redis_cpu_us_per_request")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,16").split(",")]
 # A comma-separated subset of the endpoint names below, to iterate on one path quickly.
 ONLY = [e.strip() for e in os.environ.get("BENCH_ONLY", "").split(",") if e.strip()]
+ORIGIN = "https://bench.example"
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 NODE_SEED = os.environ.get("NODE_SEED_DIR", os.path.join(ROOT, "..", "shared", "bench", "node-seed"))
 PROCS = []
@@ -59,8 +63,8 @@ def wait_http(url, timeout=60):
 class Redis:
     def __init__(self, tmp):
         self.port = free_port()
-        spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", tmp])
+        self.pid = spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", tmp]).pid
         for _ in range(100):
             if self.cli("PING").strip() == "PONG":
                 return
@@ -122,6 +126,13 @@ class Redis:
         return trips / n, commands / n
 
 
+def cpu_seconds(pid):
+    """User + system CPU a process has used so far (/proc/<pid>/stat, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url, conns, script=None):
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{SECONDS}s", "--latency", "--timeout", "10s"]
     if script:
@@ -141,10 +152,13 @@ def wrk(url, conns, script=None):
             "socket_errors": errors.group(1) if errors else None}
 
 
-def lua(tmp, name, method="GET", body=None, token=None):
+def lua(tmp, name, method="GET", body=None, token=None, origin=False):
     path = os.path.join(tmp, f"{name}.lua")
     with open(path, "w") as f:
         f.write(f'wrk.method = "{method}"\n')
+        if origin:
+            f.write(f'wrk.headers["Origin"] = "{ORIGIN}"\n')
+            f.write('wrk.headers["Access-Control-Request-Method"] = "GET"\n')
         f.write('wrk.headers["Content-Type"] = "application/json"\n')
         if token:
             f.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
@@ -164,13 +178,23 @@ def endpoints(tmp, token, tag):
 
 
 def one(server, ep, c):
-    base, redis, eps = server
+    base, redis, eps, pid = server
     path, script = eps[ep]
-    before = redis.commandstats()
-    r = wrk(base + path, c, script)
+    return load(base + path, c, script, redis, pid)
+
+
+def load(url, c, script, redis, pid):
+    """One wrk run, with the Redis commands and the CPU (server, its Redis) it cost per request.
+    CPU per request is the figure least moved by a shared machine's drift: it counts work done,
+    not how fast the machine happened to be during those seconds."""
+    before, cpu, rcpu = redis.commandstats(), cpu_seconds(pid), cpu_seconds(redis.pid)
+    r = wrk(url, c, script)
+    n = max(r["requests"], 1)
+    r["cpu_us_per_request"] = round((cpu_seconds(pid) - cpu) / n * 1e6, 1)
+    r["redis_cpu_us_per_request"] = round((cpu_seconds(redis.pid) - rcpu) / n * 1e6, 1)
     after = redis.commandstats()
     calls = sum(after.values()) - sum(before.values())
-    r["redis_commands_per_request"] = round(calls / max(r["requests"], 1), 2)
+    r["redis_commands_per_request"] = round(calls / n, 2)
     return r
 
 
@@ -195,32 +219,59 @@ def measure(servers):
                     rounds[name].append(one(servers[name], ep, c))
             key = f"{ep} @{c}"
             for name, rs in rounds.items():
-                r = {k: median([x[k] for x in rs]) for k in ("rps", "p50_ms", "p99_ms",
-                                                            "redis_commands_per_request")}
+                r = {k: median([x[k] for x in rs]) for k in STATS}
                 r["requests"] = sum(x["requests"] for x in rs)
                 r["non_2xx"] = sum(x["non_2xx"] for x in rs)
                 r["rounds_rps"] = [x["rps"] for x in rs]
                 results[name][key] = r
                 print(f"  {name:13} {ep:24} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
                       f"  p99 {r['p99_ms']:7.2f} ms  {r['redis_commands_per_request']:5.2f} cmds/req"
+                      f"  cpu {r['cpu_us_per_request']:5.0f} + redis {r['redis_cpu_us_per_request']:4.0f} us/req"
                       f"  non-2xx {r['non_2xx']}", flush=True)
             e, n = rounds[names[0]], rounds[names[1]]
-            per_round = [(a["rps"] / b["rps"], a["p99_ms"] / b["p99_ms"]) for a, b in zip(e, n)]
-            ratios[key] = {"rps": round(median([r for r, _ in per_round]), 2),
-                           "p99": round(median([p for _, p in per_round]), 2),
-                           "rps_rounds": [round(r, 2) for r, _ in per_round],
-                           "p99_rounds": [round(p, 2) for _, p in per_round]}
+            per_round = [(a["rps"] / b["rps"], a["p99_ms"] / b["p99_ms"], total_cpu(a) / total_cpu(b))
+                         for a, b in zip(e, n)]
+            ratios[key] = {name: round(median([r[i] for r in per_round]), 2)
+                           for i, name in enumerate(("rps", "p99", "cpu"))}
+            ratios[key].update({f"{name}_rounds": [round(r[i], 2) for r in per_round]
+                                for i, name in enumerate(("rps", "p99", "cpu"))})
     return results, ratios
+
+
+def total_cpu(r):
+    return max(r["cpu_us_per_request"] + r["redis_cpu_us_per_request"], 1e-9)
+
+
+def breakdown(base, redis, pid, token, tmp):
+    """What an inventory request's CPU is made of, by probes that stop at each stage: a CORS
+    preflight (a fresh instance, no I/O), a request without a token (+ a Redis connection and
+    the check script, answered 401), GET /auth/me (+ JWT, a SQLite connection and one small
+    statement) and the inventory page itself. 16 connections, medians of the rounds."""
+    probes = {
+        "preflight (instance only)": ("/api/inventory", lua(tmp, "bd-pre", "OPTIONS", origin=True)),
+        "no token (+ Redis check) 401": ("/api/inventory", lua(tmp, "bd-anon")),
+        "GET /auth/me (+ JWT, SQLite)": ("/auth/me", lua(tmp, "bd-me", token=token)),
+        "GET /api/inventory": ("/api/inventory", lua(tmp, "bd-inv", token=token)),
+    }
+    out = {}
+    print("\nwhere GET /api/inventory's CPU goes (alchemix-edge @16; edge-host + its Redis):")
+    for name, (path, script) in probes.items():
+        rs = [load(base + path, 16, script, redis, pid) for _ in range(ROUNDS)]
+        r = {k: median([x[k] for x in rs]) for k in STATS}
+        out[name] = r
+        print(f"  {name:30} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
+              f"{r['redis_cpu_us_per_request']:4.0f} us/req", flush=True)
+    return out
 
 
 def edge(tmp):
     redis = Redis(tmp)
     port = free_port()
     state = os.path.join(tmp, "edge-state")
-    spawn(edge_host_cmd(port, state),
+    proc = spawn(edge_host_cmd(port, state),
           env={"SPIN_VARIABLE_JWT_SECRET": SECRET, "SPIN_VARIABLE_REDIS_ADDRESS": redis.url,
                "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
-               "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m"},
+               "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m", "SPIN_VARIABLE_CORS_ORIGINS": ORIGIN},
           log=os.path.join(tmp, "edge.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health")
@@ -230,7 +281,7 @@ def edge(tmp):
         http("POST", base + "/api/inventory", {"name": f"Bottle {i}", "Stock Number": i}, token)
     while http("POST", base + "/auth/login", {"email": "bench@example.com", "password": "wrong-password"})[0] != 429:
         pass
-    return base, redis, token
+    return base, redis, token, proc.pid
 
 
 def node_seed(tmp):
@@ -242,7 +293,7 @@ def node_seed(tmp):
     redis = Redis(tmp)
     port = free_port()
     db = os.path.join(tmp, "node-seed.db")
-    spawn(["node", "server.js", "--listen", f"127.0.0.1:{port}"], cwd=scratch,
+    proc = spawn(["node", "server.js", "--listen", f"127.0.0.1:{port}"], cwd=scratch,
           env={"SPIN_VARIABLE_REDIS_ADDRESS": redis.url, "SPIN_VARIABLE_JWT_SECRET": SECRET,
                "API_MAX": "1000000000", "AUTH_MAX": "5", "DB_PATH": db},
           log=os.path.join(tmp, "node.log"))
@@ -253,7 +304,7 @@ def node_seed(tmp):
         conn.executemany("INSERT INTO bottles (user_id, name) VALUES (1, ?)", [(f"Bottle {i}",) for i in range(10)])
     while http("POST", base + "/auth/login", {"email": "bench@example.com", "password": "wrong-password"})[0] != 429:
         pass
-    return base, redis, token
+    return base, redis, token, proc.pid
 
 
 def floor(redis, tmp):
@@ -280,8 +331,8 @@ def main():
     try:
         print("building the release host and component...", flush=True)
         build_release()
-        base, eredis, etoken = edge(tmp)
-        nbase, nredis, ntoken = node_seed(tmp)
+        base, eredis, etoken, epid = edge(tmp)
+        nbase, nredis, ntoken, npid = node_seed(tmp)
 
         def fire(url, token):
             return lambda: http("GET", url, token=token)
@@ -292,15 +343,17 @@ def main():
         }
         print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
               f"{SECONDS} s per run, {ROUNDS} rounds")
-        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge")),
-                                   "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"))})
+        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge"), epid),
+                                   "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"), npid)})
+        results["breakdown"] = breakdown(base, eredis, epid, etoken, tmp)
         results["floor"] = floor(eredis, tmp)
         print("\nRedis per GET /api/inventory (MONITOR, sequential requests):")
         for name, (trips, commands) in rt.items():
             print(f"  {name:14} {trips:.2f} round trips, {commands:.2f} commands")
         print(f"\nratios (alchemix-edge / node-seed), median of {ROUNDS} paired rounds [each round]:")
         for key, r in ratios.items():
-            print(f"  {key:32} req/s x{r['rps']:<5} {r['rps_rounds']}  p99 x{r['p99']:<5} {r['p99_rounds']}")
+            print(f"  {key:32} req/s x{r['rps']:<5} {r['rps_rounds']}  p99 x{r['p99']:<5} {r['p99_rounds']}"
+                  f"  cpu/req x{r['cpu']:<5} {r['cpu_rounds']}")
         for c in CONNECTIONS:
             f = results["floor"][f"EVALSHA check @{c}"]["rps"]
             e = results["alchemix-edge"].get(f"GET /api/inventory @{c}", {}).get("rps")
