@@ -242,11 +242,14 @@ def total_cpu(r):
     return max(r["cpu_us_per_request"] + r["redis_cpu_us_per_request"], 1e-9)
 
 
-def breakdown(base, redis, pid, token, tmp):
+def breakdown(edge_server, whatif, tmp):
     """What an inventory request's CPU is made of, by probes that stop at each stage: a CORS
     preflight (a fresh instance, no I/O), a request without a token (+ a Redis connection and
     the check script, answered 401), GET /auth/me (+ JWT, a SQLite connection and one small
-    statement) and the inventory page itself. 16 connections, medians of the rounds."""
+    statement) and the inventory page itself; then the same page on a second edge-host with
+    SQLite's memory statistics off (not Spin's setting), paired round by round. 16 connections,
+    medians of the rounds."""
+    base, redis, token, pid = edge_server
     probes = {
         "preflight (instance only)": ("/api/inventory", lua(tmp, "bd-pre", "OPTIONS", origin=True)),
         "no token (+ Redis check) 401": ("/api/inventory", lua(tmp, "bd-anon")),
@@ -261,18 +264,43 @@ def breakdown(base, redis, pid, token, tmp):
         out[name] = r
         print(f"  {name:30} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
               f"{r['redis_cpu_us_per_request']:4.0f} us/req", flush=True)
+    wbase, wredis, wtoken, wpid = whatif
+    wscript = lua(tmp, "bd-whatif", token=wtoken)
+    def spin():
+        return load(base + "/api/inventory", 16, probes["GET /api/inventory"][1], redis, pid)
+
+    def off():
+        return load(wbase + "/api/inventory", 16, wscript, wredis, wpid)
+
+    pairs = []
+    for i in range(ROUNDS):
+        if i % 2 == 0:
+            a = spin()
+            b = off()
+        else:
+            b = off()
+            a = spin()
+        pairs.append((a, b))
+    r = {k: median([b[k] for _, b in pairs]) for k in STATS}
+    r["rps_ratio_rounds"] = [round(b["rps"] / a["rps"], 2) for a, b in pairs]
+    r["cpu_ratio_rounds"] = [round(total_cpu(b) / total_cpu(a), 2) for a, b in pairs]
+    out["GET /api/inventory, SQLite memstatus off"] = r
+    print(f"  {'... SQLite memstatus off':30} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
+          f"{r['redis_cpu_us_per_request']:4.0f} us/req  vs Spin's setting: req/s x{median(r['rps_ratio_rounds'])} "
+          f"{r['rps_ratio_rounds']}, cpu/req x{median(r['cpu_ratio_rounds'])} {r['cpu_ratio_rounds']}", flush=True)
     return out
 
 
-def edge(tmp):
+def edge(tmp, name="edge", env=None):
     redis = Redis(tmp)
     port = free_port()
-    state = os.path.join(tmp, "edge-state")
+    state = os.path.join(tmp, f"{name}-state")
     proc = spawn(edge_host_cmd(port, state),
           env={"SPIN_VARIABLE_JWT_SECRET": SECRET, "SPIN_VARIABLE_REDIS_ADDRESS": redis.url,
                "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
-               "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m", "SPIN_VARIABLE_CORS_ORIGINS": ORIGIN},
-          log=os.path.join(tmp, "edge.log"))
+               "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m", "SPIN_VARIABLE_CORS_ORIGINS": ORIGIN,
+               **(env or {})},
+          log=os.path.join(tmp, f"{name}.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health")
     http("POST", base + "/auth/signup", {"email": "bench@example.com", "password": PASSWORD})
@@ -345,7 +373,8 @@ def main():
               f"{SECONDS} s per run, {ROUNDS} rounds")
         results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge"), epid),
                                    "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"), npid)})
-        results["breakdown"] = breakdown(base, eredis, epid, etoken, tmp)
+        whatif = edge(tmp, "edge-memstatus-off", {"EDGE_HOST_SQLITE_MEMSTATUS": "0"})
+        results["breakdown"] = breakdown((base, eredis, etoken, epid), whatif, tmp)
         results["floor"] = floor(eredis, tmp)
         print("\nRedis per GET /api/inventory (MONITOR, sequential requests):")
         for name, (trips, commands) in rt.items():

@@ -83,6 +83,7 @@ fn run() -> Result<()> {
         state_dir,
         variables,
     };
+    sqlite_memory_statistics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -96,6 +97,22 @@ fn run() -> Result<()> {
         println!("Shutting down");
         Ok(())
     })
+}
+
+/// SQLite keeps global memory statistics behind one process-wide mutex, and Spin leaves them on,
+/// so edge-host does too. `EDGE_HOST_SQLITE_MEMSTATUS=0` turns them off: not Spin's behaviour,
+/// a what-if the benchmark measures (that mutex is contended by every concurrent statement).
+fn sqlite_memory_statistics() {
+    if std::env::var("EDGE_HOST_SQLITE_MEMSTATUS").as_deref() == Ok("0") {
+        let off: std::os::raw::c_int = 0;
+        // SAFETY: called before any connection exists, so before SQLite initialises itself; the
+        // option takes one int argument, as passed.
+        let rc =
+            unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, off) };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            eprintln!("edge-host: cannot turn SQLite memory statistics off (code {rc})");
+        }
+    }
 }
 
 async fn shutdown_signal() {
