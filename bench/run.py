@@ -213,10 +213,7 @@ def measure(servers):
         if ONLY and ep not in ONLY:
             continue
         for c in CONNECTIONS:
-            rounds = {name: [] for name in names}
-            for i in range(ROUNDS):
-                for name in names if i % 2 == 0 else reversed(names):
-                    rounds[name].append(one(servers[name], ep, c))
+            rounds = alternate({name: (lambda name=name: one(servers[name], ep, c)) for name in names})
             key = f"{ep} @{c}"
             for name, rs in rounds.items():
                 r = {k: median([x[k] for x in rs]) for k in STATS}
@@ -236,6 +233,16 @@ def measure(servers):
             ratios[key].update({f"{name}_rounds": [round(r[i], 2) for r in per_round]
                                 for i, name in enumerate(("rps", "p99", "cpu"))})
     return results, ratios
+
+
+def alternate(runs):
+    """Each run ROUNDS times, back to back in alternating order, so that drift in the machine's
+    speed falls on both sides of every ratio: {name: [result of each round]}."""
+    rounds = {name: [] for name in runs}
+    for i in range(ROUNDS):
+        for name in list(runs) if i % 2 == 0 else reversed(list(runs)):
+            rounds[name].append(runs[name]())
+    return rounds
 
 
 def total_cpu(r):
@@ -266,21 +273,11 @@ def breakdown(edge_server, whatif, tmp):
               f"{r['redis_cpu_us_per_request']:4.0f} us/req", flush=True)
     wbase, wredis, wtoken, wpid = whatif
     wscript = lua(tmp, "bd-whatif", token=wtoken)
-    def spin():
-        return load(base + "/api/inventory", 16, probes["GET /api/inventory"][1], redis, pid)
-
-    def off():
-        return load(wbase + "/api/inventory", 16, wscript, wredis, wpid)
-
-    pairs = []
-    for i in range(ROUNDS):
-        if i % 2 == 0:
-            a = spin()
-            b = off()
-        else:
-            b = off()
-            a = spin()
-        pairs.append((a, b))
+    rounds = alternate({
+        "spin": lambda: load(base + "/api/inventory", 16, probes["GET /api/inventory"][1], redis, pid),
+        "off": lambda: load(wbase + "/api/inventory", 16, wscript, wredis, wpid),
+    })
+    pairs = list(zip(rounds["spin"], rounds["off"]))
     r = {k: median([b[k] for _, b in pairs]) for k in STATS}
     r["rps_ratio_rounds"] = [round(b["rps"] / a["rps"], 2) for a, b in pairs]
     r["cpu_ratio_rounds"] = [round(total_cpu(b) / total_cpu(a), 2) for a, b in pairs]
