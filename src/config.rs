@@ -23,7 +23,11 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("trusted_proxies", Some("")),
     ("ipv6_subnet", Some("64")),
     ("cors_origins", Some("")),
+    ("page_cache", Some("30s")),
 ];
+
+/// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
+pub const MAX_PAGE_CACHE_MS: u64 = 3_600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,6 +45,9 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     pub ipv6_subnet: u8,
     pub cors_origins: Vec<String>,
+    /// How long a list page stays in Redis for repeat reads; `None` ("off", or no Redis):
+    /// every read goes to the database.
+    pub page_cache_ms: Option<u64>,
 }
 
 /// `METHOD /path`, `/path` or `/prefix/*`.
@@ -162,9 +169,25 @@ impl Config {
             .ok()
             .filter(|p| (1..=128).contains(p))
             .ok_or_else(|| format!("ipv6_subnet: {subnet:?} is not a prefix length 1-128"))?;
+        let redis_address = var("redis_address")?.trim().to_string();
+        let page_cache = var("page_cache")?;
+        let page_cache_ms = match page_cache.trim() {
+            // The embedded store is the database itself: nothing to save by caching in it.
+            _ if redis_address.is_empty() => None,
+            "off" => None,
+            text => Some(
+                parse_duration_ms(text)
+                    .filter(|ms| *ms <= MAX_PAGE_CACHE_MS)
+                    .ok_or_else(|| {
+                        format!(
+                            "page_cache: {page_cache:?} is not \"off\" or a duration from 1s to 1h"
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             jwt_secret,
-            redis_address: var("redis_address")?.trim().to_string(),
+            redis_address,
             auth_limit: policy("auth", "auth_rate_limit")?,
             login_limit: policy("login", "login_rate_limit")?,
             api_limit: policy("api", "api_rate_limit")?,
@@ -174,6 +197,7 @@ impl Config {
             trusted_proxies,
             ipv6_subnet,
             cors_origins: list("cors_origins")?,
+            page_cache_ms,
         })
     }
 
@@ -220,6 +244,20 @@ mod tests {
         assert!(e.contains("trusted_proxies"), "{e}");
         let e = load(&[("jwt_secret", SECRET), ("fail_open_routes", "api")]).unwrap_err();
         assert!(e.contains("fail_open_routes"), "{e}");
+        let e = load(&[("jwt_secret", SECRET), ("page_cache", "2h")]).unwrap_err();
+        assert!(e.contains("page_cache"), "{e}");
+    }
+
+    #[test]
+    fn page_cache_is_a_short_duration_or_off() {
+        let c = load(&[("jwt_secret", SECRET)]).unwrap();
+        assert_eq!(c.page_cache_ms, Some(30_000));
+        let c = load(&[("jwt_secret", SECRET), ("page_cache", "off")]).unwrap();
+        assert_eq!(c.page_cache_ms, None);
+        let c = load(&[("jwt_secret", SECRET), ("page_cache", "1h")]).unwrap();
+        assert_eq!(c.page_cache_ms, Some(MAX_PAGE_CACHE_MS));
+        let c = load(&[("jwt_secret", SECRET), ("redis_address", "")]).unwrap();
+        assert_eq!(c.page_cache_ms, None);
     }
 
     #[test]

@@ -10,12 +10,19 @@ use crate::http::{Request, Response};
 use crate::identity;
 use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
+use crate::routes::resources::{self, Action};
 use crate::routes::{self, Route};
-use crate::store::{Limit, Outcome, Store, StoreError, TokenRef};
+use crate::store::{page_key, Limit, Outcome, Store, StoreError, TokenRef};
 use crate::token::{self, Claims, Keys, TokenError};
 
 /// Seconds a client is told to wait when the store is unreachable.
 const STORE_RETRY_SECS: u64 = 2;
+
+/// Says whether a list page came from the page cache (`hit`) or the database (`miss`).
+pub const CACHE_HEADER: &str = "x-edge-cache";
+
+/// Larger pages are served from the database every time rather than held in Redis.
+const MAX_CACHED_PAGE_BYTES: usize = 256 * 1024;
 
 /// What the handlers may use.
 pub struct Ctx<'a> {
@@ -141,16 +148,27 @@ fn run(
             );
         }
     }
+    let user_id = match &auth {
+        Some(Ok((claims, _))) => Some(claims.user_id),
+        _ => None,
+    };
+    let page_key = match (route, user_id, config.page_cache_ms) {
+        (Route::Api(resource, action), Some(user), Some(_)) => {
+            resources::page_name(resource, action, req).map(|name| page_key(user, &name))
+        }
+        _ => None,
+    };
     let token_ref = match &auth {
         Some(Ok((claims, digest))) => Some(TokenRef {
             digest,
             user_id: claims.user_id,
+            page: page_key.as_deref(),
         }),
         _ => None,
     };
 
     let mut headers = Headers::new();
-    let mut outcome = None;
+    let mut outcome: Option<Outcome> = None;
     if !limits.is_empty() || token_ref.is_some() {
         match svc.store.check(&limits, token_ref) {
             Ok(o) => outcome = Some(o),
@@ -171,6 +189,7 @@ fn run(
             return Err((too_many(&limits, o), headers));
         }
     }
+    let cached = outcome.as_mut().and_then(|o| o.page.take());
     let (claims, digest) = match auth {
         Some(Ok((claims, digest))) => (Some(claims), Some(digest)),
         Some(Err(e)) => return Err((e, headers)),
@@ -191,6 +210,17 @@ fn run(
         }
     }
 
+    if let Some(body) = cached {
+        let mut resp = Response {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
+        resp.set_header(CACHE_HEADER, "hit");
+        resp.headers.extend(headers);
+        return Ok(resp);
+    }
+
     let cx = Ctx {
         config,
         keys: &keys,
@@ -201,7 +231,25 @@ fn run(
         claims,
         token_digest: digest,
     };
-    let result = routes::dispatch(route, req, &cx);
+    let mut result = routes::dispatch(route, req, &cx);
+    if let (Some(key), Some(o), Ok(resp), Some(ttl_ms)) =
+        (&page_key, &outcome, &mut result, config.page_cache_ms)
+    {
+        if resp.status == 200 && resp.body.len() <= MAX_CACHED_PAGE_BYTES {
+            if let Err(e) = svc.store.keep_page(key, o.data_version, &resp.body, ttl_ms) {
+                eprintln!("could not cache a page: {e:?}");
+            }
+        }
+        resp.set_header(CACHE_HEADER, "miss");
+    }
+    if let (Route::Api(_, action), Some(user)) = (route, user_id) {
+        // Whatever a write answered, it may have changed the user's rows.
+        if action != Action::List {
+            if let Err(e) = svc.store.data_changed(user) {
+                eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
+            }
+        }
+    }
     if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < LATEST) {
         if let Err(e) = svc.store.note_schema(LATEST) {
             eprintln!("could not record the schema version: {e:?}");

@@ -325,6 +325,20 @@ pub fn dispatch(
     }
 }
 
+/// Names a list page for the page cache: the resource, and for paginated lists the checked page
+/// number and size. `None` for every other action, and for a query the handler will refuse.
+pub fn page_name(resource: Resource, action: Action, req: &Request) -> Option<String> {
+    if action != Action::List {
+        return None;
+    }
+    let spec = spec(resource);
+    if !spec.paginated {
+        return Some(spec.table.to_string());
+    }
+    let Page { page, limit } = page(req).ok()?;
+    Some(format!("{}:{page}:{limit}", spec.table))
+}
+
 pub struct Page {
     pub page: i64,
     pub limit: i64,

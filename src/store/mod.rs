@@ -23,11 +23,13 @@ impl Limit {
     }
 }
 
-/// The token half of a check: its digest (never the token) and its user.
+/// The token half of a check: its digest (never the token), its user, and for a read the
+/// edge may answer from the page cache, that page's key.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenRef<'a> {
     pub digest: &'a str,
     pub user_id: i64,
+    pub page: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,10 @@ pub struct Outcome {
     /// The database schema version the store vouches for (0: none), so instances skip the
     /// per-request check once one of them has verified it.
     pub schema_version: i64,
+    /// The version of the user's data the cached pages are tagged with (0: never changed).
+    pub data_version: i64,
+    /// The requested page's body, when the cache holds it at the current data version.
+    pub page: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +74,16 @@ pub trait Store {
         version: i64,
         ttl_secs: i64,
     ) -> Result<(), StoreError>;
+    /// Keeps a page's body for `ttl_ms`, tagged with the data version the check read.
+    fn keep_page(
+        &self,
+        key: &str,
+        data_version: i64,
+        body: &[u8],
+        ttl_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// Moves the user's data version on, so no page cached before this write is served again.
+    fn data_changed(&self, user_id: i64) -> Result<(), StoreError>;
     /// Records that the database schema is at `version` (checked by this request).
     fn note_schema(&self, version: i64) -> Result<(), StoreError>;
     fn ping(&self) -> Result<(), StoreError>;
@@ -79,6 +95,15 @@ pub fn revoked_key(digest: &str) -> String {
 
 pub fn version_key(user_id: i64) -> String {
     format!("ae:tv:{user_id}")
+}
+
+pub fn data_version_key(user_id: i64) -> String {
+    format!("ae:dv:{user_id}")
+}
+
+/// `what` names the page (resource, page number, size); never a token or a raw query.
+pub fn page_key(user_id: i64, what: &str) -> String {
+    format!("ae:pg:{user_id}:{what}")
 }
 
 /// Present while Redis holds the revocation state restored from the database; a Redis that

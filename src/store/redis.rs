@@ -7,20 +7,23 @@ use std::cell::OnceCell;
 use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResult};
 
 use super::{
-    recorded_state, revoked_key, slot_keys, version_key, Limit, Outcome, Store, StoreError,
-    TokenRef, EPOCH_KEY, SCHEMA_KEY,
+    data_version_key, recorded_state, revoked_key, slot_keys, version_key, Limit, Outcome, Store,
+    StoreError, TokenRef, EPOCH_KEY, SCHEMA_KEY,
 };
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
 
-/// KEYS: one counter prefix per limit, then (optionally) the revoked key, the version key and
-/// the epoch key, and last the schema key. ARGV: the number of limits, then limit, window (ms)
-/// and cost for each. Returns a flat integer list: now_ms, admitted, revoked, min_version,
-/// epoch present, schema version, then slot, prev, curr, elapsed_ms for each limit.
+/// KEYS: one counter prefix per limit; with a token its revoked, version and epoch keys; with a
+/// page its user's data version key and the page key; last the schema key. ARGV: the number of
+/// limits, then limit, window (ms) and cost for each, then 1/0 for the token and page groups.
+/// Returns now_ms, admitted, revoked, min_version, epoch present, schema version, data version,
+/// then slot, prev, curr, elapsed_ms for each limit, and last the page body when the cache
+/// holds it at the current data version and the request is admitted.
 /// Every key is read by one MGET and each charged counter written by one SET with its TTL
 /// (the script is atomic, so read-then-set is an increment): Redis runs 2 + limits commands.
 pub const CHECK_SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
+local has_token, has_page = ARGV[3*n+2] == '1', ARGV[3*n+3] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local names, slots, elapsed = {}, {}, {}
@@ -32,7 +35,7 @@ for i = 1, n do
 end
 for i = n + 1, #KEYS do names[#names+1] = KEYS[i] end
 local v = redis.call('MGET', unpack(names))
-local res = {now, 1, 0, 0, 1, tonumber(v[#v] or '0')}
+local res = {now, 1, 0, 0, 1, tonumber(v[#v] or '0'), 0}
 local prevs, currs = {}, {}
 for i = 1, n do
   local limit, window, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
@@ -48,17 +51,30 @@ if res[2] == 1 then
     end
   end
 end
-if #KEYS > n + 1 then
-  res[3] = v[2*n+1] and 1 or 0
-  res[4] = tonumber(v[2*n+2] or '0')
-  res[5] = v[2*n+3] and 1 or 0
+local j = 2*n + 1
+if has_token then
+  res[3] = v[j] and 1 or 0
+  res[4] = tonumber(v[j+1] or '0')
+  res[5] = v[j+2] and 1 or 0
+  j = j + 3
+end
+local page
+if has_page then
+  local dv = v[j] or '0'
+  res[7] = tonumber(dv)
+  local p = v[j+1]
+  if p and res[2] == 1 and res[3] == 0 then
+    local sep = string.find(p, ':', 1, true)
+    if sep and string.sub(p, 1, sep - 1) == dv then page = string.sub(p, sep + 1) end
+  end
 end
 for i = 1, n do
   res[#res+1] = slots[i]; res[#res+1] = prevs[i]; res[#res+1] = currs[i]; res[#res+1] = elapsed[i]
 end
+if page then res[#res+1] = page end
 return res
 "#;
-pub const CHECK_SHA1: &str = "e3f7294d02c77eb3df077572ccad87b782cb6bd4";
+pub const CHECK_SHA1: &str = "7f0fea3368bc5e55760cfd134f1e27a847e3c93f";
 
 /// KEYS[1]: a counter slot. Takes one unit back, never below zero, keeping the TTL.
 pub const REFUND_SCRIPT: &str = r#"
@@ -81,6 +97,19 @@ return #KEYS
 "#;
 pub const RAISE_SHA1: &str = "57b5fe54c44e8c2bb5bfbbbd27ee307a22623b3b";
 
+/// KEYS[1]: a user's data version key; ARGV[1]: its TTL in seconds. The new version is Redis's
+/// clock in ms (or one past the old one, if that is ahead), never a number the key held before
+/// it last expired, so a page tagged long ago cannot match again.
+pub const BUMP_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now <= v then now = v + 1 end
+redis.call('SET', KEYS[1], string.format('%d', now), 'EX', ARGV[1])
+return now
+"#;
+pub const BUMP_SHA1: &str = "c705e137b4eb142fdebd85b588e482d32492c7b6";
+
 /// KEYS: revoked keys; ARGV: the unix second each expires at.
 pub const REVOKE_SCRIPT: &str = r#"
 for i = 1, #KEYS do
@@ -89,6 +118,10 @@ end
 return #KEYS
 "#;
 pub const REVOKE_SHA1: &str = "6547b9445e2cf8684c6a111c28a5b8fb0f987fe1";
+
+/// How long a data version outlives the user's last write; far above the longest page TTL,
+/// so every page tagged before the key expired has expired first.
+const DATA_VERSION_TTL_SECS: i64 = 86_400;
 
 /// How long Redis vouches for the database schema before an instance checks it again.
 const SCHEMA_TTL_SECS: i64 = 3600;
@@ -238,10 +271,15 @@ fn ints(results: &[RedisResult]) -> Result<Vec<i64>, StoreError> {
 impl Store for RedisStore<'_> {
     fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
         let mut keys: Vec<String> = limits.iter().map(Limit::key).collect();
+        let page = token.and_then(|t| t.page);
         if let Some(t) = token {
             keys.push(revoked_key(t.digest));
             keys.push(version_key(t.user_id));
             keys.push(EPOCH_KEY.to_string());
+            if let Some(page) = page {
+                keys.push(data_version_key(t.user_id));
+                keys.push(page.to_string());
+            }
         }
         keys.push(SCHEMA_KEY.to_string());
         let mut args = vec![limits.len() as i64];
@@ -250,11 +288,24 @@ impl Store for RedisStore<'_> {
             args.push(l.policy.window_ms as i64);
             args.push(l.cost as i64);
         }
-        let reply = ints(&self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args)?)?;
-        if reply.len() != 6 + 4 * limits.len() {
-            return Err(StoreError::Unavailable("short script reply".into()));
-        }
-        let windows = reply[6..]
+        args.push(i64::from(token.is_some()));
+        args.push(i64::from(token.is_some() && page.is_some()));
+        let mut results = self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args)?;
+        let fields = 7 + 4 * limits.len();
+        let body = match results.len() {
+            n if n == fields + 1 => match results.pop() {
+                Some(RedisResult::Binary(body)) => Some(body),
+                other => {
+                    return Err(StoreError::Unavailable(format!(
+                        "unexpected script reply {other:?}"
+                    )))
+                }
+            },
+            n if n == fields => None,
+            _ => return Err(StoreError::Unavailable("short script reply".into())),
+        };
+        let reply = ints(&results)?;
+        let windows = reply[7..]
             .chunks_exact(4)
             .map(|c| WindowState {
                 slot: c[0],
@@ -269,9 +320,12 @@ impl Store for RedisStore<'_> {
             revoked: reply[2] == 1,
             min_version: reply[3],
             schema_version: reply[5],
+            data_version: reply[6],
             windows,
+            page: body,
         };
         if let (Some(t), 0) = (token, reply[4]) {
+            outcome.page = None;
             // A miss from a Redis that lost its data proves nothing: restore, then answer
             // this request from the record.
             let now_s = outcome.now_ms / 1000;
@@ -325,6 +379,37 @@ impl Store for RedisStore<'_> {
         .map(drop)
     }
 
+    fn keep_page(
+        &self,
+        key: &str,
+        data_version: i64,
+        body: &[u8],
+        ttl_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut value = format!("{data_version}:").into_bytes();
+        value.extend_from_slice(body);
+        let params = [
+            RedisParameter::Binary(key.as_bytes().to_vec()),
+            RedisParameter::Binary(value),
+            RedisParameter::Binary(b"PX".to_vec()),
+            RedisParameter::Int64(ttl_ms as i64),
+        ];
+        self.conn()?
+            .execute("SET", &params)
+            .map(drop)
+            .map_err(|e| StoreError::Unavailable(describe(&e)))
+    }
+
+    fn data_changed(&self, user_id: i64) -> Result<(), StoreError> {
+        self.eval(
+            BUMP_SCRIPT,
+            BUMP_SHA1,
+            &[data_version_key(user_id)],
+            &[DATA_VERSION_TTL_SECS],
+        )
+        .map(drop)
+    }
+
     fn note_schema(&self, version: i64) -> Result<(), StoreError> {
         let params = [
             RedisParameter::Binary(SCHEMA_KEY.as_bytes().to_vec()),
@@ -361,5 +446,6 @@ mod tests {
         assert_eq!(sha1_hex(REFUND_SCRIPT), REFUND_SHA1);
         assert_eq!(sha1_hex(RAISE_SCRIPT), RAISE_SHA1);
         assert_eq!(sha1_hex(REVOKE_SCRIPT), REVOKE_SHA1);
+        assert_eq!(sha1_hex(BUMP_SCRIPT), BUMP_SHA1);
     }
 }

@@ -86,6 +86,8 @@ impl<'a> SqliteStore<'a> {
             revoked,
             min_version,
             schema_version: 0,
+            data_version: 0,
+            page: None,
         })
     }
 }
@@ -143,6 +145,21 @@ impl Store for SqliteStore<'_> {
 
     /// `users.token_version`, raised by logout-all, is what checks read.
     fn raise_min_version(&self, _user_id: i64, _version: i64, _ttl: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// No page cache without Redis: a page costs one local statement either way.
+    fn keep_page(
+        &self,
+        _key: &str,
+        _version: i64,
+        _body: &[u8],
+        _ttl: u64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn data_changed(&self, _user_id: i64) -> Result<(), StoreError> {
         Ok(())
     }
 

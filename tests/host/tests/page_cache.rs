@@ -1,0 +1,277 @@
+//! The page cache in Redis: repeat reads of a list are answered without the database, every
+//! write (on any instance) retires the user's cached pages before it answers, and a cached page
+//! is never served where the request itself would be refused.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn put(url: &str, token: &str, body: Value) -> Reply {
+    send(client().put(url).bearer_auth(token).json(&body))
+}
+
+fn delete(url: &str, token: &str) -> Reply {
+    send(client().delete(url).bearer_auth(token))
+}
+
+fn roomy(redis: &RedisServer, state: &TempDir) -> EdgeBuilder {
+    Edge::builder(&redis.url())
+        .state_dir(&state.0)
+        .var("api_rate_limit", "100000/15m")
+        .var("user_rate_limit", "100000/15m")
+}
+
+fn names(r: &Reply) -> Vec<String> {
+    r.body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {}", r.text))
+        .iter()
+        .map(|row| row["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn page_keys(redis: &RedisServer) -> Vec<(String, String)> {
+    redis
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("ae:pg:"))
+        .collect()
+}
+
+#[test]
+fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let a = roomy(&redis, &state).start();
+    let b = roomy(&redis, &state).start();
+    let t = signup(&a, "cache@example.com");
+    let list = |edge: &Edge| get(&edge.url("/api/inventory"), Some(&t));
+
+    let created = post(&a.url("/api/inventory"), Some(&t), json!({"name": "Rye"}));
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["data"]["id"].as_i64().unwrap();
+
+    let first = list(&b);
+    assert_eq!(
+        (first.status, first.header("x-edge-cache")),
+        (200, Some("miss"))
+    );
+    let second = list(&a);
+    assert_eq!(
+        (second.status, second.header("x-edge-cache")),
+        (200, Some("hit"))
+    );
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.header("content-type"), Some("application/json"));
+    assert!(second.header("ratelimit").is_some());
+    assert!(second.header("x-request-id").is_some());
+
+    // Held under the user and the page's name, tagged with the data version, with a TTL.
+    let keys = page_keys(&redis);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let (key, value) = &keys[0];
+    assert!(
+        key.starts_with("ae:pg:") && key.ends_with(":bottles:1:50"),
+        "{key}"
+    );
+    let (tag, body) = value.split_once(':').unwrap();
+    assert!(tag.parse::<i64>().unwrap() > 0, "{value}");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap(), first.body);
+    let ttl = redis.ttl(key);
+    assert!((1..=30).contains(&ttl), "{ttl}");
+    for (k, v) in redis.dump() {
+        assert!(!k.contains(&t) && !v.contains(&t), "{k}");
+    }
+
+    // A write on B answers only after A's next read can no longer see the old page.
+    let r = put(
+        &b.url(&format!("/api/inventory/{id}")),
+        &t,
+        json!({"name": "Rye, bonded"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after = list(&a);
+    assert_eq!(after.header("x-edge-cache"), Some("miss"));
+    assert_eq!(names(&after), ["Rye, bonded"]);
+    assert_eq!(list(&b).header("x-edge-cache"), Some("hit"));
+
+    assert_eq!(
+        post(&a.url("/api/inventory"), Some(&t), json!({"name": "Gin"})).status,
+        201
+    );
+    assert_eq!(names(&list(&b)), ["Gin", "Rye, bonded"]);
+    assert_eq!(
+        delete(&b.url(&format!("/api/inventory/{id}")), &t).status,
+        200
+    );
+    let gone = list(&a);
+    assert_eq!(
+        (gone.header("x-edge-cache"), names(&gone)),
+        (Some("miss"), vec!["Gin".to_string()])
+    );
+    assert_eq!(gone.body["pagination"]["total"], 1);
+}
+
+#[test]
+fn pages_are_per_user_per_resource_and_per_page() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = roomy(&redis, &state).start();
+    let alice = signup(&edge, "alice@example.com");
+    let bob = signup(&edge, "bob@example.com");
+    for name in ["A1", "A2", "A3"] {
+        assert_eq!(
+            post(
+                &edge.url("/api/inventory"),
+                Some(&alice),
+                json!({"name": name})
+            )
+            .status,
+            201
+        );
+    }
+    let page =
+        |token: &str, query: &str| get(&edge.url(&format!("/api/inventory{query}")), Some(token));
+    assert_eq!(names(&page(&alice, "?limit=2")), ["A3", "A2"]);
+    assert_eq!(names(&page(&alice, "?limit=2&page=2")), ["A1"]);
+    let again = page(&alice, "?page=2&limit=2");
+    assert_eq!(
+        (again.header("x-edge-cache"), names(&again)),
+        (Some("hit"), vec!["A1".to_string()])
+    );
+    let other = page(&bob, "?limit=2");
+    assert_eq!(
+        (other.header("x-edge-cache"), names(&other)),
+        (Some("miss"), Vec::<String>::new())
+    );
+    // Favorites are a list without pages; a write to recipes retires them too.
+    let favs = get(&edge.url("/api/favorites"), Some(&alice));
+    assert_eq!(favs.header("x-edge-cache"), Some("miss"));
+    assert_eq!(
+        get(&edge.url("/api/favorites"), Some(&alice)).header("x-edge-cache"),
+        Some("hit")
+    );
+    assert_eq!(
+        post(
+            &edge.url("/api/recipes"),
+            Some(&alice),
+            json!({"name": "Sazerac"})
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        get(&edge.url("/api/favorites"), Some(&alice)).header("x-edge-cache"),
+        Some("miss")
+    );
+    // A refused query caches nothing.
+    let bad = page(&alice, "?page=0");
+    assert_eq!((bad.status, bad.header("x-edge-cache")), (400, None));
+    assert!(page_keys(&redis).iter().all(|(k, _)| !k.ends_with(":0:50")));
+}
+
+#[test]
+fn a_cached_page_is_never_served_past_a_limit_or_to_a_revoked_token() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = Edge::builder(&redis.url())
+        .state_dir(&state.0)
+        .var("user_rate_limit", "3/15m")
+        .start();
+    let t = signup(&edge, "limited@example.com");
+    let list = || get(&edge.url("/api/inventory"), Some(&t));
+    assert_eq!(list().header("x-edge-cache"), Some("miss"));
+    assert_eq!(list().header("x-edge-cache"), Some("hit"));
+    assert_eq!(list().header("x-edge-cache"), Some("hit"));
+    let refused = list();
+    assert_eq!(
+        (refused.status, refused.header("x-edge-cache")),
+        (429, None)
+    );
+    assert!(
+        refused.error().starts_with("Rate limit exceeded"),
+        "{}",
+        refused.text
+    );
+
+    let edge = Edge::builder(&redis.url())
+        .state_dir(&state.0)
+        .var("user_rate_limit", "100/15m")
+        .start();
+    let t = login_token(&edge, "limited@example.com");
+    let list = || get(&edge.url("/api/inventory"), Some(&t));
+    assert_eq!(list().status, 200);
+    assert_eq!(list().header("x-edge-cache"), Some("hit"));
+    assert_eq!(
+        post(&edge.url("/auth/logout"), Some(&t), json!({})).status,
+        200
+    );
+    let revoked = list();
+    assert_eq!(
+        (
+            revoked.status,
+            revoked.error(),
+            revoked.header("x-edge-cache")
+        ),
+        (401, "Token has been revoked. Please login again.", None)
+    );
+}
+
+#[test]
+fn only_a_page_tagged_with_the_current_data_version_is_served() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = roomy(&redis, &state).start();
+    let t = signup(&edge, "tags@example.com");
+    assert_eq!(
+        post(
+            &edge.url("/api/inventory"),
+            Some(&t),
+            json!({"name": "Real"})
+        )
+        .status,
+        201
+    );
+    let list = || get(&edge.url("/api/inventory"), Some(&t));
+    let real = list();
+    let (key, value) = page_keys(&redis).remove(0);
+    let (tag, _) = value.split_once(':').unwrap();
+    let plant = |value: String| {
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(value)
+            .query(&mut redis.conn())
+            .unwrap();
+    };
+    plant(format!(
+        "{tag}:{{\"success\":true,\"data\":[{{\"name\":\"Planted\"}}]}}"
+    ));
+    assert_eq!(names(&list()), ["Planted"]);
+    let stale = tag.parse::<i64>().unwrap() - 1;
+    plant(format!(
+        "{stale}:{{\"success\":true,\"data\":[{{\"name\":\"Planted\"}}]}}"
+    ));
+    let r = list();
+    assert_eq!(
+        (r.header("x-edge-cache"), r.body.clone()),
+        (Some("miss"), real.body)
+    );
+}
+
+#[test]
+fn with_the_cache_off_every_read_goes_to_the_database() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = roomy(&redis, &state).var("page_cache", "off").start();
+    let t = signup(&edge, "off@example.com");
+    for _ in 0..2 {
+        let r = get(&edge.url("/api/inventory"), Some(&t));
+        assert_eq!((r.status, r.header("x-edge-cache")), (200, None));
+    }
+    assert!(page_keys(&redis).is_empty());
+    let embedded = Edge::builder("").start();
+    let t = signup(&embedded, "embedded@example.com");
+    let r = get(&embedded.url("/api/inventory"), Some(&t));
+    assert_eq!((r.status, r.header("x-edge-cache")), (200, None));
+}
