@@ -167,19 +167,30 @@ def lua(tmp, name, method="GET", body=None, token=None, origin=False):
     return path
 
 
-def endpoints(tmp, token, tag):
+def endpoints(tmp, token, tag, uncached=None):
+    """What each server is asked; `uncached` (edge only) is a second edge-host with the page
+    cache off, which serves the SQLite read row. node-seed has no cache: its inventory row
+    serves both."""
     bad = {"email": "bench@example.com", "password": "wrong-password"}
+    inventory = ("/api/inventory", lua(tmp, f"{tag}-inv", token=token))
+    sqlite_read = inventory
+    if uncached:
+        base, redis, utoken, pid = uncached
+        sqlite_read = ("/api/inventory", lua(tmp, f"{tag}-inv-uncached", token=utoken), (base, redis, pid))
     return {
         "GET /health": ("/health", None),
         "GET /auth/me": ("/auth/me", lua(tmp, f"{tag}-me", token=token)),
-        "GET /api/inventory": ("/api/inventory", lua(tmp, f"{tag}-inv", token=token)),
+        "GET /api/inventory": inventory,
+        "GET /api/inventory (cache off)": sqlite_read,
         "POST /auth/login (429)": ("/auth/login", lua(tmp, f"{tag}-429", "POST", bad)),
     }
 
 
 def one(server, ep, c):
     base, redis, eps, pid = server
-    path, script = eps[ep]
+    path, script, *other = eps[ep]
+    if other:
+        base, redis, pid = other[0]
     return load(base + path, c, script, redis, pid)
 
 
@@ -221,7 +232,7 @@ def measure(servers):
                 r["non_2xx"] = sum(x["non_2xx"] for x in rs)
                 r["rounds_rps"] = [x["rps"] for x in rs]
                 results[name][key] = r
-                print(f"  {name:13} {ep:24} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
+                print(f"  {name:13} {ep:29} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
                       f"  p99 {r['p99_ms']:7.2f} ms  {r['redis_commands_per_request']:5.2f} cmds/req"
                       f"  cpu {r['cpu_us_per_request']:5.0f} + redis {r['redis_cpu_us_per_request']:4.0f} us/req"
                       f"  non-2xx {r['non_2xx']}", flush=True)
@@ -249,40 +260,44 @@ def total_cpu(r):
     return max(r["cpu_us_per_request"] + r["redis_cpu_us_per_request"], 1e-9)
 
 
-def breakdown(edge_server, whatif, tmp):
+def breakdown(edge_server, uncached, whatif, tmp):
     """What an inventory request's CPU is made of, by probes that stop at each stage: a CORS
     preflight (a fresh instance, no I/O), a request without a token (+ a Redis connection and
     the check script, answered 401), GET /auth/me (+ JWT, a SQLite connection and one small
-    statement) and the inventory page itself; then the same page on a second edge-host with
-    SQLite's memory statistics off (not Spin's setting), paired round by round. 16 connections,
-    medians of the rounds."""
+    statement), the inventory page from the page cache, and the page read from SQLite (an
+    edge-host with the cache off); then that SQLite read on a third edge-host with SQLite's
+    memory statistics off (not Spin's setting), paired round by round. 16 connections, medians
+    of the rounds."""
     base, redis, token, pid = edge_server
+    ubase, uredis, utoken, upid = uncached
+    uscript = lua(tmp, "bd-inv-uncached", token=utoken)
     probes = {
-        "preflight (instance only)": ("/api/inventory", lua(tmp, "bd-pre", "OPTIONS", origin=True)),
-        "no token (+ Redis check) 401": ("/api/inventory", lua(tmp, "bd-anon")),
-        "GET /auth/me (+ JWT, SQLite)": ("/auth/me", lua(tmp, "bd-me", token=token)),
-        "GET /api/inventory": ("/api/inventory", lua(tmp, "bd-inv", token=token)),
+        "preflight (instance only)": (base, "/api/inventory", lua(tmp, "bd-pre", "OPTIONS", origin=True), redis, pid),
+        "no token (+ Redis check) 401": (base, "/api/inventory", lua(tmp, "bd-anon"), redis, pid),
+        "GET /auth/me (+ JWT, SQLite)": (base, "/auth/me", lua(tmp, "bd-me", token=token), redis, pid),
+        "GET /api/inventory (page cache)": (base, "/api/inventory", lua(tmp, "bd-inv", token=token), redis, pid),
+        "GET /api/inventory (SQLite)": (ubase, "/api/inventory", uscript, uredis, upid),
     }
     out = {}
     print("\nwhere GET /api/inventory's CPU goes (alchemix-edge @16; edge-host + its Redis):")
-    for name, (path, script) in probes.items():
-        rs = [load(base + path, 16, script, redis, pid) for _ in range(ROUNDS)]
+    for name, (url, path, script, r_, p_) in probes.items():
+        rs = [load(url + path, 16, script, r_, p_) for _ in range(ROUNDS)]
         r = {k: median([x[k] for x in rs]) for k in STATS}
         out[name] = r
-        print(f"  {name:30} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
+        print(f"  {name:32} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
               f"{r['redis_cpu_us_per_request']:4.0f} us/req", flush=True)
     wbase, wredis, wtoken, wpid = whatif
     wscript = lua(tmp, "bd-whatif", token=wtoken)
     rounds = alternate({
-        "spin": lambda: load(base + "/api/inventory", 16, probes["GET /api/inventory"][1], redis, pid),
+        "spin": lambda: load(ubase + "/api/inventory", 16, uscript, uredis, upid),
         "off": lambda: load(wbase + "/api/inventory", 16, wscript, wredis, wpid),
     })
     pairs = list(zip(rounds["spin"], rounds["off"]))
     r = {k: median([b[k] for _, b in pairs]) for k in STATS}
     r["rps_ratio_rounds"] = [round(b["rps"] / a["rps"], 2) for a, b in pairs]
     r["cpu_ratio_rounds"] = [round(total_cpu(b) / total_cpu(a), 2) for a, b in pairs]
-    out["GET /api/inventory, SQLite memstatus off"] = r
-    print(f"  {'... SQLite memstatus off':30} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
+    out["GET /api/inventory (SQLite), memstatus off"] = r
+    print(f"  {'... SQLite memstatus off':32} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
           f"{r['redis_cpu_us_per_request']:4.0f} us/req  vs Spin's setting: req/s x{median(r['rps_ratio_rounds'])} "
           f"{r['rps_ratio_rounds']}, cpu/req x{median(r['cpu_ratio_rounds'])} {r['cpu_ratio_rounds']}", flush=True)
     return out
@@ -304,6 +319,7 @@ def edge(tmp, name="edge", env=None):
     token = http("POST", base + "/auth/login", {"email": "bench@example.com", "password": PASSWORD})[1]["data"]["token"]
     for i in range(10):
         http("POST", base + "/api/inventory", {"name": f"Bottle {i}", "Stock Number": i}, token)
+    http("GET", base + "/api/inventory", token=token)
     while http("POST", base + "/auth/login", {"email": "bench@example.com", "password": "wrong-password"})[0] != 429:
         pass
     return base, redis, token, proc.pid
@@ -332,14 +348,21 @@ def node_seed(tmp):
     return base, redis, token, proc.pid
 
 
-def floor(redis, tmp):
-    """redis-benchmark sending the component's check script for the /api/inventory shape."""
+def floor(redis, edge_base, edge_token):
+    """redis-benchmark sending the component's check script for the /api/inventory shape,
+    answered with the cached page."""
     source = open(os.path.join(ROOT, "src/store/redis.rs")).read()
     script = re.search(r'pub const CHECK_SCRIPT: &str = r#"(.*?)"#;', source, re.S).group(1)
     sha = redis.cli("SCRIPT", "LOAD", script).strip()
-    args = ["EVALSHA", sha, "5", "ae:rl:api:127.0.0.1", "ae:rl:user:u1", "ae:rv:" + "0" * 64, "ae:tv:1",
-            "ae:epoch", "2", "1000000000", "900000", "1", "1000000000", "900000", "1"]
+    page = "ae:pg:1:bottles:1:50"
+    args = ["EVALSHA", sha, "8", "ae:rl:api:127.0.0.1", "ae:rl:user:u1", "ae:rv:" + "0" * 64, "ae:tv:1",
+            "ae:epoch", "ae:dv:1", page, "ae:schema",
+            "2", "1000000000", "900000", "1", "1000000000", "900000", "1", "1", "1"]
     redis.cli("SET", "ae:epoch", "1")
+    # The page the inventory row is served from, as the edge keeps it.
+    body = http("GET", edge_base + "/api/inventory", token=edge_token)[1]
+    redis.cli("SET", "ae:dv:1", "1")
+    redis.cli("SET", page, "1:" + json.dumps(body, separators=(",", ":")))
     out = {}
     for c in CONNECTIONS:
         n = 20000 if c == 1 else 100000
@@ -357,6 +380,7 @@ def main():
         print("building the release host and component...", flush=True)
         build_release()
         base, eredis, etoken, epid = edge(tmp)
+        uncached = edge(tmp, "edge-uncached", {"SPIN_VARIABLE_PAGE_CACHE": "off"})
         nbase, nredis, ntoken, npid = node_seed(tmp)
 
         def fire(url, token):
@@ -364,21 +388,22 @@ def main():
 
         rt = {
             "alchemix-edge": eredis.round_trips(fire(base + "/api/inventory", etoken)),
+            "alchemix-edge, cache off": uncached[1].round_trips(fire(uncached[0] + "/api/inventory", uncached[2])),
             "node-seed": nredis.round_trips(fire(nbase + "/api/inventory", ntoken)),
         }
         print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
               f"{SECONDS} s per run, {ROUNDS} rounds")
-        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge"), epid),
+        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge", uncached), epid),
                                    "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"), npid)})
-        whatif = edge(tmp, "edge-memstatus-off", {"EDGE_HOST_SQLITE_MEMSTATUS": "0"})
-        results["breakdown"] = breakdown((base, eredis, etoken, epid), whatif, tmp)
-        results["floor"] = floor(eredis, tmp)
+        whatif = edge(tmp, "edge-memstatus-off", {"EDGE_HOST_SQLITE_MEMSTATUS": "0", "SPIN_VARIABLE_PAGE_CACHE": "off"})
+        results["breakdown"] = breakdown((base, eredis, etoken, epid), uncached, whatif, tmp)
+        results["floor"] = floor(eredis, base, etoken)
         print("\nRedis per GET /api/inventory (MONITOR, sequential requests):")
         for name, (trips, commands) in rt.items():
             print(f"  {name:14} {trips:.2f} round trips, {commands:.2f} commands")
         print(f"\nratios (alchemix-edge / node-seed), median of {ROUNDS} paired rounds [each round]:")
         for key, r in ratios.items():
-            print(f"  {key:32} req/s x{r['rps']:<5} {r['rps_rounds']}  p99 x{r['p99']:<5} {r['p99_rounds']}"
+            print(f"  {key:37} req/s x{r['rps']:<5} {r['rps_rounds']}  p99 x{r['p99']:<5} {r['p99_rounds']}"
                   f"  cpu/req x{r['cpu']:<5} {r['cpu_rounds']}")
         for c in CONNECTIONS:
             f = results["floor"][f"EVALSHA check @{c}"]["rps"]
