@@ -15,6 +15,13 @@ fn delete(url: &str, token: &str) -> Reply {
     send(client().delete(url).bearer_auth(token))
 }
 
+/// A row the test needs to exist: anything but 201 fails the test here.
+fn create(edge: &Edge, path: &str, token: &str, body: Value) -> Reply {
+    let r = post(&edge.url(path), Some(token), body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    r
+}
+
 fn roomy(redis: &RedisServer, state: &TempDir) -> EdgeBuilder {
     Edge::builder(&redis.url())
         .state_dir(&state.0)
@@ -48,8 +55,7 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
     let t = signup(&a, "cache@example.com");
     let list = |edge: &Edge| get(&edge.url("/api/inventory"), Some(&t));
 
-    let created = post(&a.url("/api/inventory"), Some(&t), json!({"name": "Rye"}));
-    assert_eq!(created.status, 201, "{}", created.text);
+    let created = create(&a, "/api/inventory", &t, json!({"name": "Rye"}));
     let id = created.body["data"]["id"].as_i64().unwrap();
 
     let first = list(&b);
@@ -96,10 +102,7 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
     assert_eq!(names(&after), ["Rye, bonded"]);
     assert_eq!(list(&b).header("x-edge-cache"), Some("hit"));
 
-    assert_eq!(
-        post(&a.url("/api/inventory"), Some(&t), json!({"name": "Gin"})).status,
-        201
-    );
+    create(&a, "/api/inventory", &t, json!({"name": "Gin"}));
     assert_eq!(names(&list(&b)), ["Gin", "Rye, bonded"]);
     assert_eq!(
         delete(&b.url(&format!("/api/inventory/{id}")), &t).status,
@@ -121,15 +124,7 @@ fn pages_are_per_user_per_resource_and_per_page() {
     let alice = signup(&edge, "alice@example.com");
     let bob = signup(&edge, "bob@example.com");
     for name in ["A1", "A2", "A3"] {
-        assert_eq!(
-            post(
-                &edge.url("/api/inventory"),
-                Some(&alice),
-                json!({"name": name})
-            )
-            .status,
-            201
-        );
+        create(&edge, "/api/inventory", &alice, json!({"name": name}));
     }
     let page =
         |token: &str, query: &str| get(&edge.url(&format!("/api/inventory{query}")), Some(token));
@@ -152,15 +147,7 @@ fn pages_are_per_user_per_resource_and_per_page() {
         get(&edge.url("/api/favorites"), Some(&alice)).header("x-edge-cache"),
         Some("hit")
     );
-    assert_eq!(
-        post(
-            &edge.url("/api/recipes"),
-            Some(&alice),
-            json!({"name": "Sazerac"})
-        )
-        .status,
-        201
-    );
+    create(&edge, "/api/recipes", &alice, json!({"name": "Sazerac"}));
     assert_eq!(
         get(&edge.url("/api/favorites"), Some(&alice)).header("x-edge-cache"),
         Some("miss")
@@ -224,15 +211,7 @@ fn only_a_page_tagged_with_the_current_data_version_is_served() {
     let state = TempDir::new();
     let edge = roomy(&redis, &state).start();
     let t = signup(&edge, "tags@example.com");
-    assert_eq!(
-        post(
-            &edge.url("/api/inventory"),
-            Some(&t),
-            json!({"name": "Real"})
-        )
-        .status,
-        201
-    );
+    create(&edge, "/api/inventory", &t, json!({"name": "Real"}));
     let list = || get(&edge.url("/api/inventory"), Some(&t));
     let real = list();
     let (key, value) = page_keys(&redis).remove(0);
