@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -167,31 +168,95 @@ def lua(tmp, name, method="GET", body=None, token=None, origin=False):
     return path
 
 
-def endpoints(tmp, token, tag, uncached=None):
-    """What each server is asked; `uncached` (edge only) is a second edge-host with the page
-    cache off, which serves the SQLite read row. node-seed has no cache: its inventory row
-    serves both."""
+WRITES_PER_SECOND = float(os.environ.get("BENCH_WRITES_PER_SECOND", "10"))
+
+
+class Writer:
+    """While a run lasts, the same user rewrites one bottle WRITES_PER_SECOND times a second
+    (each write retires the user's cached pages on every instance) and a sampler reads the page
+    20 times a second, counting how it was served (X-Edge-Cache)."""
+
+    def __init__(self, base, token):
+        self.base, self.token = base, token
+        status, body = http("GET", base + "/api/inventory", token=token)
+        self.bottle = body["data"][0]["id"]
+        self.stop = threading.Event()
+        self.writes, self.write_failures, self.served = 0, 0, {}
+
+    def _write(self):
+        k = 0
+        while not self.stop.wait(1 / WRITES_PER_SECOND):
+            k += 1
+            status, _ = http("PUT", f"{self.base}/api/inventory/{self.bottle}",
+                             {"name": "Bottle 0", "Stock Number": k % 1000}, self.token)
+            self.writes += 1
+            self.write_failures += status != 200
+
+    def _sample(self):
+        while not self.stop.wait(0.05):
+            req = urllib.request.Request(self.base + "/api/inventory",
+                                         headers={"authorization": f"Bearer {self.token}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    how = r.headers.get("x-edge-cache", "none")
+            except Exception as e:
+                how = f"error:{type(e).__name__}"
+            self.served[how] = self.served.get(how, 0) + 1
+
+    def __enter__(self):
+        self.stop.clear()
+        self.writes, self.write_failures, self.served = 0, 0, {}
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._write, self._sample)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def report(self):
+        sampled = max(sum(self.served.values()), 1)
+        return {"writes": self.writes, "write_failures": self.write_failures,
+                "sampled_hit_ratio": round(self.served.get("hit", 0) / sampled, 3), "sampled": self.served}
+
+
+def endpoints(tmp, token, tag, uncached=None, writer=None):
+    """What each server is asked: {name: {path, script, and optionally target (another server:
+    base, redis, pid) and writer (a Writer running beside the load)}}. `uncached` (edge only) is
+    a second edge-host with the page cache off, which serves the SQLite read row; node-seed has
+    no cache and no inventory writes, so its one inventory path serves all three rows."""
     bad = {"email": "bench@example.com", "password": "wrong-password"}
-    inventory = ("/api/inventory", lua(tmp, f"{tag}-inv", token=token))
-    sqlite_read = inventory
+    inventory = {"path": "/api/inventory", "script": lua(tmp, f"{tag}-inv", token=token)}
+    sqlite_read, with_writes = inventory, inventory
     if uncached:
         base, redis, utoken, pid = uncached
-        sqlite_read = ("/api/inventory", lua(tmp, f"{tag}-inv-uncached", token=utoken), (base, redis, pid))
+        sqlite_read = {"path": "/api/inventory", "script": lua(tmp, f"{tag}-inv-uncached", token=utoken),
+                       "target": (base, redis, pid)}
+    if writer:
+        with_writes = {**inventory, "writer": writer}
     return {
-        "GET /health": ("/health", None),
-        "GET /auth/me": ("/auth/me", lua(tmp, f"{tag}-me", token=token)),
+        "GET /health": {"path": "/health", "script": None},
+        "GET /auth/me": {"path": "/auth/me", "script": lua(tmp, f"{tag}-me", token=token)},
         "GET /api/inventory": inventory,
         "GET /api/inventory (cache off)": sqlite_read,
-        "POST /auth/login (429)": ("/auth/login", lua(tmp, f"{tag}-429", "POST", bad)),
+        "GET /api/inventory (+ writes)": with_writes,
+        "POST /auth/login (429)": {"path": "/auth/login", "script": lua(tmp, f"{tag}-429", "POST", bad)},
     }
 
 
 def one(server, ep, c):
     base, redis, eps, pid = server
-    path, script, *other = eps[ep]
-    if other:
-        base, redis, pid = other[0]
-    return load(base + path, c, script, redis, pid)
+    e = eps[ep]
+    if "target" in e:
+        base, redis, pid = e["target"]
+    if "writer" not in e:
+        return load(base + e["path"], c, e["script"], redis, pid)
+    with e["writer"] as w:
+        r = load(base + e["path"], c, e["script"], redis, pid)
+    r.update(w.report())
+    return r
 
 
 def load(url, c, script, redis, pid):
@@ -231,11 +296,18 @@ def measure(servers):
                 r["requests"] = sum(x["requests"] for x in rs)
                 r["non_2xx"] = sum(x["non_2xx"] for x in rs)
                 r["rounds_rps"] = [x["rps"] for x in rs]
+                writes = ""
+                if "writes" in rs[0]:
+                    r["writes"] = sum(x["writes"] for x in rs)
+                    r["write_failures"] = sum(x["write_failures"] for x in rs)
+                    r["sampled_hit_ratio_rounds"] = [x["sampled_hit_ratio"] for x in rs]
+                    writes = (f"  writes {r['writes']} ({r['write_failures']} failed),"
+                              f" sampled hits {r['sampled_hit_ratio_rounds']}")
                 results[name][key] = r
                 print(f"  {name:13} {ep:29} c={c:<3} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
                       f"  p99 {r['p99_ms']:7.2f} ms  {r['redis_commands_per_request']:5.2f} cmds/req"
                       f"  cpu {r['cpu_us_per_request']:5.0f} + redis {r['redis_cpu_us_per_request']:4.0f} us/req"
-                      f"  non-2xx {r['non_2xx']}", flush=True)
+                      f"  non-2xx {r['non_2xx']}{writes}", flush=True)
             e, n = rounds[names[0]], rounds[names[1]]
             per_round = [(a["rps"] / b["rps"], a["p99_ms"] / b["p99_ms"], total_cpu(a) / total_cpu(b))
                          for a, b in zip(e, n)]
@@ -357,7 +429,7 @@ def floor(redis, edge_base, edge_token):
     page = "ae:pg:1:bottles:1:50"
     args = ["EVALSHA", sha, "8", "ae:rl:api:127.0.0.1", "ae:rl:user:u1", "ae:rv:" + "0" * 64, "ae:tv:1",
             "ae:epoch", "ae:dv:1", page, "ae:schema",
-            "2", "1000000000", "900000", "1", "1000000000", "900000", "1", "1", "1"]
+            "2", "1000000000", "900000", "1", "1000000000", "900000", "1", "1", "2"]
     redis.cli("SET", "ae:epoch", "1")
     # The page the inventory row is served from, as the edge keeps it.
     body = http("GET", edge_base + "/api/inventory", token=edge_token)[1]
@@ -393,7 +465,8 @@ def main():
         }
         print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
               f"{SECONDS} s per run, {ROUNDS} rounds")
-        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge", uncached), epid),
+        writer = Writer(base, etoken)
+        results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge", uncached, writer), epid),
                                    "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"), npid)})
         whatif = edge(tmp, "edge-memstatus-off", {"EDGE_HOST_SQLITE_MEMSTATUS": "0", "SPIN_VARIABLE_PAGE_CACHE": "off"})
         results["breakdown"] = breakdown((base, eredis, etoken, epid), uncached, whatif, tmp)

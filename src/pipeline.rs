@@ -10,9 +10,9 @@ use crate::http::{Request, Response};
 use crate::identity;
 use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
-use crate::routes::resources::{self, Action};
+use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
-use crate::store::{page_key, Limit, Outcome, Store, StoreError, TokenRef};
+use crate::store::{page_key, CacheProbe, Limit, Outcome, Refill, Store, StoreError, TokenRef};
 use crate::token::{self, Claims, Keys, TokenError};
 
 /// Seconds a client is told to wait when the store is unreachable.
@@ -158,11 +158,16 @@ fn run(
         }
         _ => None,
     };
+    let cache = match (&page_key, route, config.page_cache_ms) {
+        (Some(key), _, _) => CacheProbe::Page(key),
+        (None, Route::Api(_, action), Some(_)) if action != Action::List => CacheProbe::Version,
+        _ => CacheProbe::None,
+    };
     let token_ref = match &auth {
         Some(Ok((claims, digest))) => Some(TokenRef {
             digest,
             user_id: claims.user_id,
-            page: page_key.as_deref(),
+            cache,
         }),
         _ => None,
     };
@@ -242,12 +247,14 @@ fn run(
         }
         resp.set_header(CACHE_HEADER, "miss");
     }
-    if let (Route::Api(_, action), Some(user)) = (route, user_id) {
+    if let (Route::Api(resource, action), Some(user), Some(ttl_ms)) =
+        (route, user_id, config.page_cache_ms)
+    {
         // Whatever a write answered, it may have changed the user's rows.
         if action != Action::List {
-            if let Err(e) = svc.store.data_changed(user) {
-                eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
-            }
+            let written = result.as_ref().is_ok_and(Response::is_success);
+            let since = outcome.as_ref().map(|o| o.data_version);
+            write_done(svc, user, resource, since.filter(|_| written), ttl_ms);
         }
     }
     if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < LATEST) {
@@ -264,6 +271,33 @@ fn run(
             Ok(resp)
         }
         Err(e) => Err((e, headers)),
+    }
+}
+
+/// Retires the user's cached pages after a write, handing the cache the written list's first
+/// page (read back on the write's own connection) so the read that usually follows a write is
+/// served from the cache. `since`: the data version the write's check read, if it succeeded.
+fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i64>, ttl_ms: u64) {
+    let page = since.and_then(
+        |since| match resources::first_page(resource, svc.db, user) {
+            Ok((name, body)) if body.len() <= MAX_CACHED_PAGE_BYTES => {
+                Some((since, page_key(user, &name), body))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                eprintln!("could not read back a written page: {e:?}");
+                None
+            }
+        },
+    );
+    let refill = page.as_ref().map(|(since, key, body)| Refill {
+        key,
+        since: *since,
+        body,
+        ttl_ms,
+    });
+    if let Err(e) = svc.store.data_changed(user, refill) {
+        eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
     }
 }
 

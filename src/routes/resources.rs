@@ -333,11 +333,35 @@ pub fn page_name(resource: Resource, action: Action, req: &Request) -> Option<St
     }
     let spec = spec(resource);
     if !spec.paginated {
-        return Some(spec.table.to_string());
+        return Some(cached_name(spec, None));
     }
-    let Page { page, limit } = page(req).ok()?;
-    Some(format!("{}:{page}:{limit}", spec.table))
+    Some(cached_name(spec, Some(&page(req).ok()?)))
 }
+
+fn cached_name(spec: &Spec, page: Option<&Page>) -> String {
+    match page {
+        Some(Page { page, limit }) => format!("{}:{page}:{limit}", spec.table),
+        None => spec.table.to_string(),
+    }
+}
+
+/// The list a query-less GET of `resource` answers, and its page cache name: what a write
+/// hands the cache.
+pub fn first_page(
+    resource: Resource,
+    db: &dyn Database,
+    user: i64,
+) -> Result<(String, Vec<u8>), ApiError> {
+    let spec = spec(resource);
+    let first = spec.paginated.then_some(Page {
+        page: 1,
+        limit: DEFAULT_LIMIT,
+    });
+    let name = cached_name(spec, first.as_ref());
+    Ok((name, list_at(spec, first, db, user)?.body))
+}
+
+const DEFAULT_LIMIT: i64 = 50;
 
 pub struct Page {
     pub page: i64,
@@ -363,12 +387,26 @@ pub fn page(req: &Request) -> Result<Page, ApiError> {
     };
     Ok(Page {
         page: parse("page", 1, 1_000_000, "Invalid page parameter")?,
-        limit: parse("limit", 50, 100, "Invalid limit parameter")?,
+        limit: parse("limit", DEFAULT_LIMIT, 100, "Invalid limit parameter")?,
     })
 }
 
 fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
-    if !spec.paginated {
+    let page = if spec.paginated {
+        Some(page(req)?)
+    } else {
+        None
+    };
+    list_at(spec, page, db, user)
+}
+
+fn list_at(
+    spec: &Spec,
+    page: Option<Page>,
+    db: &dyn Database,
+    user: i64,
+) -> Result<Response, ApiError> {
+    let Some(Page { page, limit }) = page else {
         let select = format!(
             "SELECT {} FROM {} t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id DESC",
             columns(spec),
@@ -376,8 +414,7 @@ fn list(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Resp
         );
         let rows = db.execute(&select, &[Value::Int(user)]).map_err(db_error)?;
         return Ok(list_page(spec, &rows.rows, None));
-    }
-    let Page { page, limit } = page(req)?;
+    };
     // One statement gives the page and the total; only a page past the end needs a count.
     // Under Spin every request compiles its statement on a new connection, so its shape is
     // chosen by compile cost: a scalar subquery, not `COUNT(*) OVER ()` (a third dearer), and

@@ -23,13 +23,33 @@ impl Limit {
     }
 }
 
-/// The token half of a check: its digest (never the token), its user, and for a read the
-/// edge may answer from the page cache, that page's key.
+/// The token half of a check: its digest (never the token), its user, and what the check
+/// reads of the user's page cache.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenRef<'a> {
     pub digest: &'a str,
     pub user_id: i64,
-    pub page: Option<&'a str>,
+    pub cache: CacheProbe<'a>,
+}
+
+/// What a check reads of the page cache besides limits and revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheProbe<'a> {
+    None,
+    /// A write: the data version it will move on from, so it can hand its page to the cache.
+    Version,
+    /// A list read the cache may answer: the data version and this page's key.
+    Page(&'a str),
+}
+
+/// A list page a write read back after its commit: the cache keeps it only if no other write
+/// moved the user's data version on since this write's check read `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct Refill<'a> {
+    pub key: &'a str,
+    pub since: i64,
+    pub body: &'a [u8],
+    pub ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +102,9 @@ pub trait Store {
         body: &[u8],
         ttl_ms: u64,
     ) -> Result<(), StoreError>;
-    /// Moves the user's data version on, so no page cached before this write is served again.
-    fn data_changed(&self, user_id: i64) -> Result<(), StoreError>;
+    /// Moves the user's data version on, so no page cached before this write is served again,
+    /// and keeps the write's own page under the new version when `refill` is still current.
+    fn data_changed(&self, user_id: i64, refill: Option<Refill<'_>>) -> Result<(), StoreError>;
     /// Records that the database schema is at `version` (checked by this request).
     fn note_schema(&self, version: i64) -> Result<(), StoreError>;
     fn ping(&self) -> Result<(), StoreError>;

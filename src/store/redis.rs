@@ -7,15 +7,16 @@ use std::cell::OnceCell;
 use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResult};
 
 use super::{
-    data_version_key, recorded_state, revoked_key, slot_keys, version_key, Limit, Outcome, Store,
-    StoreError, TokenRef, EPOCH_KEY, SCHEMA_KEY,
+    data_version_key, recorded_state, revoked_key, slot_keys, version_key, CacheProbe, Limit,
+    Outcome, Refill, Store, StoreError, TokenRef, EPOCH_KEY, SCHEMA_KEY,
 };
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
 
-/// KEYS: one counter prefix per limit; with a token its revoked, version and epoch keys; with a
-/// page its user's data version key and the page key; last the schema key. ARGV: the number of
-/// limits, then limit, window (ms) and cost for each, then 1/0 for the token and page groups.
+/// KEYS: one counter prefix per limit; with a token its revoked, version and epoch keys, then
+/// the user's data version key (cache probe 1 or 2) and the page key (probe 2); last the schema
+/// key. ARGV: the number of limits, then limit, window (ms) and cost for each, then 1/0 for the
+/// token group and the cache probe: 0 none, 1 the data version, 2 the data version and a page.
 /// Returns now_ms, admitted, revoked, min_version, epoch present, schema version, data version,
 /// then slot, prev, curr, elapsed_ms for each limit, and last the page body when the cache
 /// holds it at the current data version and the request is admitted.
@@ -23,7 +24,7 @@ use crate::ratelimit::WindowState;
 /// (the script is atomic, so read-then-set is an increment): Redis runs 2 + limits commands.
 pub const CHECK_SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
-local has_token, has_page = ARGV[3*n+2] == '1', ARGV[3*n+3] == '1'
+local has_token, probe = ARGV[3*n+2] == '1', ARGV[3*n+3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local names, slots, elapsed = {}, {}, {}
@@ -59,10 +60,10 @@ if has_token then
   j = j + 3
 end
 local page
-if has_page then
+if probe ~= '0' then
   local dv = v[j] or '0'
   res[7] = tonumber(dv)
-  local p = v[j+1]
+  local p = probe == '2' and v[j+1]
   if p and res[2] == 1 and res[3] == 0 then
     local sep = string.find(p, ':', 1, true)
     if sep and string.sub(p, 1, sep - 1) == dv then page = string.sub(p, sep + 1) end
@@ -74,7 +75,7 @@ end
 if page then res[#res+1] = page end
 return res
 "#;
-pub const CHECK_SHA1: &str = "7f0fea3368bc5e55760cfd134f1e27a847e3c93f";
+pub const CHECK_SHA1: &str = "1bd04e57074794122a2d187840aac5b5d467baff";
 
 /// KEYS[1]: a counter slot. Takes one unit back, never below zero, keeping the TTL.
 pub const REFUND_SCRIPT: &str = r#"
@@ -97,18 +98,26 @@ return #KEYS
 "#;
 pub const RAISE_SHA1: &str = "57b5fe54c44e8c2bb5bfbbbd27ee307a22623b3b";
 
-/// KEYS[1]: a user's data version key; ARGV[1]: its TTL in seconds. The new version is Redis's
-/// clock in ms (or one past the old one, if that is ahead), never a number the key held before
-/// it last expired, so a page tagged long ago cannot match again.
+/// KEYS[1]: a user's data version key, and optionally KEYS[2]: a page the write read back
+/// after its commit. ARGV[1]: the version's TTL in seconds; with a page, the version the write's
+/// check read, the page's TTL in ms and its body. The new version is Redis's clock in ms (or one
+/// past the old one, if that is ahead), never a number the key held before it last expired, so
+/// a page tagged long ago cannot match again. The page is kept under the new version only if
+/// the version is still the one the check read: a write that committed after this one and
+/// already moved the version on is missing from the page, so the page is dropped.
 pub const BUMP_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if now <= v then now = v + 1 end
-redis.call('SET', KEYS[1], string.format('%d', now), 'EX', ARGV[1])
+local version = string.format('%d', now)
+redis.call('SET', KEYS[1], version, 'EX', ARGV[1])
+if KEYS[2] and v == tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], version .. ':' .. ARGV[4], 'PX', ARGV[3])
+end
 return now
 "#;
-pub const BUMP_SHA1: &str = "c705e137b4eb142fdebd85b588e482d32492c7b6";
+pub const BUMP_SHA1: &str = "094d17c60c7f7dab72498773fac84b1e7af1572b";
 
 /// KEYS: revoked keys; ARGV: the unix second each expires at.
 pub const REVOKE_SCRIPT: &str = r#"
@@ -227,6 +236,17 @@ impl<'a> RedisStore<'a> {
         keys: &[String],
         args: &[i64],
     ) -> Result<Vec<RedisResult>, StoreError> {
+        let args = args.iter().map(|a| RedisParameter::Int64(*a)).collect();
+        self.eval_with(script, sha1, keys, args)
+    }
+
+    fn eval_with(
+        &self,
+        script: &str,
+        sha1: &str,
+        keys: &[String],
+        args: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, StoreError> {
         let conn = self.conn()?;
         let mut params = Vec::with_capacity(2 + keys.len() + args.len());
         params.push(RedisParameter::Binary(sha1.as_bytes().to_vec()));
@@ -235,7 +255,7 @@ impl<'a> RedisStore<'a> {
             keys.iter()
                 .map(|k| RedisParameter::Binary(k.as_bytes().to_vec())),
         );
-        params.extend(args.iter().map(|a| RedisParameter::Int64(*a)));
+        params.extend(args);
         match conn.execute("EVALSHA", &params) {
             Err(RedisError::Other(msg)) if msg.to_ascii_uppercase().contains("NOSCRIPT") => {
                 params[0] = RedisParameter::Binary(script.as_bytes().to_vec());
@@ -271,13 +291,15 @@ fn ints(results: &[RedisResult]) -> Result<Vec<i64>, StoreError> {
 impl Store for RedisStore<'_> {
     fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
         let mut keys: Vec<String> = limits.iter().map(Limit::key).collect();
-        let page = token.and_then(|t| t.page);
+        let probe = token.map_or(CacheProbe::None, |t| t.cache);
         if let Some(t) = token {
             keys.push(revoked_key(t.digest));
             keys.push(version_key(t.user_id));
             keys.push(EPOCH_KEY.to_string());
-            if let Some(page) = page {
+            if probe != CacheProbe::None {
                 keys.push(data_version_key(t.user_id));
+            }
+            if let CacheProbe::Page(page) = probe {
                 keys.push(page.to_string());
             }
         }
@@ -289,7 +311,11 @@ impl Store for RedisStore<'_> {
             args.push(l.cost as i64);
         }
         args.push(i64::from(token.is_some()));
-        args.push(i64::from(token.is_some() && page.is_some()));
+        args.push(match probe {
+            CacheProbe::None => 0,
+            CacheProbe::Version => 1,
+            CacheProbe::Page(_) => 2,
+        });
         let mut results = self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args)?;
         let fields = 7 + 4 * limits.len();
         let body = match results.len() {
@@ -400,14 +426,17 @@ impl Store for RedisStore<'_> {
             .map_err(|e| StoreError::Unavailable(describe(&e)))
     }
 
-    fn data_changed(&self, user_id: i64) -> Result<(), StoreError> {
-        self.eval(
-            BUMP_SCRIPT,
-            BUMP_SHA1,
-            &[data_version_key(user_id)],
-            &[DATA_VERSION_TTL_SECS],
-        )
-        .map(drop)
+    fn data_changed(&self, user_id: i64, refill: Option<Refill<'_>>) -> Result<(), StoreError> {
+        let mut keys = vec![data_version_key(user_id)];
+        let mut args = vec![RedisParameter::Int64(DATA_VERSION_TTL_SECS)];
+        if let Some(r) = refill {
+            keys.push(r.key.to_string());
+            args.push(RedisParameter::Int64(r.since));
+            args.push(RedisParameter::Int64(r.ttl_ms as i64));
+            args.push(RedisParameter::Binary(r.body.to_vec()));
+        }
+        self.eval_with(BUMP_SCRIPT, BUMP_SHA1, &keys, args)
+            .map(drop)
     }
 
     fn note_schema(&self, version: i64) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 //! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
 //! (and several processes on one state dir) decide in turn, never past the limit.
 
-use super::{recorded_state, slot_keys, Limit, Outcome, Store, StoreError, TokenRef};
+use super::{recorded_state, slot_keys, Limit, Outcome, Refill, Store, StoreError, TokenRef};
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::{admits, WindowState};
 
@@ -159,7 +159,7 @@ impl Store for SqliteStore<'_> {
         Ok(())
     }
 
-    fn data_changed(&self, _user_id: i64) -> Result<(), StoreError> {
+    fn data_changed(&self, _user_id: i64, _refill: Option<Refill<'_>>) -> Result<(), StoreError> {
         Ok(())
     }
 

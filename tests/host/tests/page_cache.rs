@@ -1,6 +1,7 @@
 //! The page cache in Redis: repeat reads of a list are answered without the database, every
-//! write (on any instance) retires the user's cached pages before it answers, and a cached page
-//! is never served where the request itself would be refused.
+//! write (on any instance) retires the user's cached pages before it answers and hands the
+//! cache the list it wrote to, and a cached page is never served where the request itself
+//! would be refused.
 
 mod support;
 
@@ -46,8 +47,21 @@ fn page_keys(redis: &RedisServer) -> Vec<(String, String)> {
         .collect()
 }
 
+fn data_version(redis: &RedisServer, user: &str) -> String {
+    redis::cmd("GET")
+        .arg(format!("ae:dv:{user}"))
+        .query::<Option<String>>(&mut redis.conn())
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// The user id a page key names (`ae:pg:<user>:...`).
+fn page_user(key: &str) -> String {
+    key.split(':').nth(2).unwrap_or_default().to_string()
+}
+
 #[test]
-fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
+fn writes_on_any_instance_hand_the_next_read_its_page() {
     let redis = RedisServer::start();
     let state = TempDir::new();
     let a = roomy(&redis, &state).start();
@@ -55,23 +69,21 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
     let t = signup(&a, "cache@example.com");
     let list = |edge: &Edge| get(&edge.url("/api/inventory"), Some(&t));
 
+    // The write read its list's first page back and left it in the cache before answering, so
+    // the read that follows, on another instance, needs no database.
     let created = create(&a, "/api/inventory", &t, json!({"name": "Rye"}));
     let id = created.body["data"]["id"].as_i64().unwrap();
-
     let first = list(&b);
     assert_eq!(
         (first.status, first.header("x-edge-cache")),
-        (200, Some("miss"))
-    );
-    let second = list(&a);
-    assert_eq!(
-        (second.status, second.header("x-edge-cache")),
         (200, Some("hit"))
     );
-    assert_eq!(second.body, first.body);
-    assert_eq!(second.header("content-type"), Some("application/json"));
-    assert!(second.header("ratelimit").is_some());
-    assert!(second.header("x-request-id").is_some());
+    assert_eq!(names(&first), ["Rye"]);
+    assert_eq!(first.body["data"][0], created.body["data"]);
+    assert_eq!(first.body["pagination"]["total"], 1);
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    assert!(first.header("ratelimit").is_some());
+    assert!(first.header("x-request-id").is_some());
 
     // Held under the user and the page's name, tagged with the data version, with a TTL.
     let keys = page_keys(&redis);
@@ -82,7 +94,7 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
         "{key}"
     );
     let (tag, body) = value.split_once(':').unwrap();
-    assert!(tag.parse::<i64>().unwrap() > 0, "{value}");
+    assert_eq!(tag, data_version(&redis, &page_user(key)));
     assert_eq!(serde_json::from_str::<Value>(body).unwrap(), first.body);
     let ttl = redis.ttl(key);
     assert!((1..=30).contains(&ttl), "{ttl}");
@@ -90,7 +102,18 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
         assert!(!k.contains(&t) && !v.contains(&t), "{k}");
     }
 
-    // A write on B answers only after A's next read can no longer see the old page.
+    // Pages the write did not read back (here the second of size 1) are retired by it and
+    // filled by the next read.
+    let second_page = |edge: &Edge| get(&edge.url("/api/inventory?limit=1&page=2"), Some(&t));
+    create(&b, "/api/inventory", &t, json!({"name": "Gin"}));
+    let miss = second_page(&a);
+    assert_eq!(
+        (miss.header("x-edge-cache"), names(&miss)),
+        (Some("miss"), vec!["Rye".to_string()])
+    );
+    assert_eq!(second_page(&b).header("x-edge-cache"), Some("hit"));
+    assert_eq!(names(&list(&a)), ["Gin", "Rye"]);
+
     let r = put(
         &b.url(&format!("/api/inventory/{id}")),
         &t,
@@ -98,12 +121,14 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let after = list(&a);
-    assert_eq!(after.header("x-edge-cache"), Some("miss"));
-    assert_eq!(names(&after), ["Rye, bonded"]);
-    assert_eq!(list(&b).header("x-edge-cache"), Some("hit"));
+    assert_eq!(after.header("x-edge-cache"), Some("hit"));
+    assert_eq!(names(&after), ["Gin", "Rye, bonded"]);
+    let retired = second_page(&a);
+    assert_eq!(
+        (retired.header("x-edge-cache"), names(&retired)),
+        (Some("miss"), vec!["Rye, bonded".to_string()])
+    );
 
-    create(&a, "/api/inventory", &t, json!({"name": "Gin"}));
-    assert_eq!(names(&list(&b)), ["Gin", "Rye, bonded"]);
     assert_eq!(
         delete(&b.url(&format!("/api/inventory/{id}")), &t).status,
         200
@@ -111,9 +136,80 @@ fn repeat_reads_are_cached_and_writes_on_any_instance_retire_them() {
     let gone = list(&a);
     assert_eq!(
         (gone.header("x-edge-cache"), names(&gone)),
-        (Some("miss"), vec!["Gin".to_string()])
+        (Some("hit"), vec!["Gin".to_string()])
     );
     assert_eq!(gone.body["pagination"]["total"], 1);
+
+    // A refused write changes nothing, and still retires the pages (it cannot know better).
+    let refused = post(&a.url("/api/inventory"), Some(&t), json!({"name": ""}));
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    let again = list(&b);
+    assert_eq!(
+        (again.header("x-edge-cache"), names(&again)),
+        (Some("miss"), vec!["Gin".to_string()])
+    );
+}
+
+/// Another write moved the version on between this write's check and its commit (here: a
+/// test holding SQLite's write lock while it bumps the version as another instance would).
+/// The page this write reads back may lack that other write, so it must not be kept.
+#[test]
+fn a_write_overtaken_by_another_leaves_no_page_behind() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = roomy(&redis, &state).start();
+    let t = signup(&edge, "race@example.com");
+    create(&edge, "/api/inventory", &t, json!({"name": "First"}));
+    let (key, _) = page_keys(&redis).remove(0);
+    let user = page_user(&key);
+    let user_limit = format!("ae:rl:user:u{user}:");
+    let charged = || -> i64 {
+        redis
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&user_limit))
+            .map(|(_, v)| v.parse::<i64>().unwrap_or(0))
+            .sum()
+    };
+    let before = charged();
+
+    let db = rusqlite::Connection::open(state.0.join("sqlite_db.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let url = edge.url("/api/inventory");
+    let token = t.clone();
+    let writer = std::thread::spawn(move || post(&url, Some(&token), json!({"name": "Second"})));
+    // The write has passed its check (its user limit was charged) and waits for the lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while charged() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never reached its check"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let overtaken: i64 = data_version(&redis, &user).parse::<i64>().unwrap() + 1000;
+    let _: () = redis::cmd("SET")
+        .arg(format!("ae:dv:{user}"))
+        .arg(overtaken)
+        .query(&mut redis.conn())
+        .unwrap();
+    db.execute_batch("ROLLBACK").unwrap();
+    let r = writer.join().unwrap();
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let version = data_version(&redis, &user);
+    assert!(version.parse::<i64>().unwrap() > overtaken, "{version}");
+    for (_, value) in page_keys(&redis) {
+        assert!(!value.starts_with(&format!("{version}:")), "{value}");
+    }
+    let read = get(&edge.url("/api/inventory"), Some(&t));
+    assert_eq!(
+        (read.header("x-edge-cache"), names(&read)),
+        (
+            Some("miss"),
+            vec!["Second".to_string(), "First".to_string()]
+        )
+    );
 }
 
 #[test]
@@ -151,6 +247,11 @@ fn pages_are_per_user_per_resource_and_per_page() {
     assert_eq!(
         get(&edge.url("/api/favorites"), Some(&alice)).header("x-edge-cache"),
         Some("miss")
+    );
+    let recipes = get(&edge.url("/api/recipes"), Some(&alice));
+    assert_eq!(
+        (recipes.header("x-edge-cache"), names(&recipes)),
+        (Some("hit"), vec!["Sazerac".to_string()])
     );
     // A refused query caches nothing.
     let bad = page(&alice, "?page=0");
@@ -244,11 +345,23 @@ fn with_the_cache_off_every_read_goes_to_the_database() {
     let state = TempDir::new();
     let edge = roomy(&redis, &state).var("page_cache", "off").start();
     let t = signup(&edge, "off@example.com");
+    let versions = || -> Vec<(String, String)> {
+        redis
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ae:dv:"))
+            .collect()
+    };
+    let signed_up = versions();
+    create(&edge, "/api/inventory", &t, json!({"name": "Uncached"}));
     for _ in 0..2 {
         let r = get(&edge.url("/api/inventory"), Some(&t));
         assert_eq!((r.status, r.header("x-edge-cache")), (200, None));
+        assert_eq!(names(&r), ["Uncached"]);
     }
     assert!(page_keys(&redis).is_empty());
+    // Writes leave the data version alone: with the cache off, a write is one round trip.
+    assert_eq!(versions(), signed_up);
     let embedded = Edge::builder("").start();
     let t = signup(&embedded, "embedded@example.com");
     let r = get(&embedded.url("/api/inventory"), Some(&t));
