@@ -337,18 +337,26 @@ def breakdown(edge_server, uncached, whatif, tmp):
     preflight (a fresh instance, no I/O), a request without a token (+ a Redis connection and
     the check script, answered 401), GET /auth/me (+ JWT, a SQLite connection and one small
     statement), the inventory page from the page cache, and the page read from SQLite (an
-    edge-host with the cache off); then that SQLite read on a third edge-host with SQLite's
+    edge-host with the cache off); a write (PUT of one bottle) with the cache off, and with it
+    on (+ the version bump carrying the list's first page, read back); then that SQLite read on a third edge-host with SQLite's
     memory statistics off (not Spin's setting), paired round by round. 16 connections, medians
     of the rounds."""
     base, redis, token, pid = edge_server
     ubase, uredis, utoken, upid = uncached
     uscript = lua(tmp, "bd-inv-uncached", token=utoken)
+    def put(url, token, name):
+        bottle = http("GET", url + "/api/inventory", token=token)[1]["data"][0]["id"]
+        return f"/api/inventory/{bottle}", lua(tmp, name, "PUT", {"name": "Bottle 0", "Stock Number": 7}, token)
+
+    write, uwrite = put(base, token, "bd-put"), put(ubase, utoken, "bd-put-uncached")
     probes = {
         "preflight (instance only)": (base, "/api/inventory", lua(tmp, "bd-pre", "OPTIONS", origin=True), redis, pid),
         "no token (+ Redis check) 401": (base, "/api/inventory", lua(tmp, "bd-anon"), redis, pid),
         "GET /auth/me (+ JWT, SQLite)": (base, "/auth/me", lua(tmp, "bd-me", token=token), redis, pid),
         "GET /api/inventory (page cache)": (base, "/api/inventory", lua(tmp, "bd-inv", token=token), redis, pid),
         "GET /api/inventory (SQLite)": (ubase, "/api/inventory", uscript, uredis, upid),
+        "PUT /api/inventory/:id, cache off": (ubase, *uwrite, uredis, upid),
+        "PUT, cache on (+ bump, page back)": (base, *write, redis, pid),
     }
     out = {}
     print("\nwhere GET /api/inventory's CPU goes (alchemix-edge @16; edge-host + its Redis):")

@@ -212,6 +212,67 @@ fn a_write_overtaken_by_another_leaves_no_page_behind() {
     );
 }
 
+/// Clients of one user write through different instances at once, and each, as soon as its
+/// write is answered, reads the list through another instance. However the writes interleave
+/// (each hands the cache a page it read back while the others move the version on), no read
+/// may miss a write answered before it began.
+#[test]
+fn concurrent_writers_on_every_instance_read_their_own_writes() {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edges: Vec<Edge> = (0..3).map(|_| roomy(&redis, &state).start()).collect();
+    let t = signup(&edges[0], "writers@example.com");
+    let bottles: Vec<i64> = (0..4)
+        .map(|w| {
+            let r = create(
+                &edges[0],
+                "/api/inventory",
+                &t,
+                json!({"name": format!("W{w}")}),
+            );
+            r.body["data"]["id"].as_i64().unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let (edges, t) = (&edges, &t);
+    let writes: usize = std::thread::scope(|s| {
+        let writers: Vec<_> = bottles
+            .iter()
+            .enumerate()
+            .map(|(w, id)| {
+                s.spawn(move || {
+                    let mut n = 0;
+                    while std::time::Instant::now() < deadline {
+                        n += 1;
+                        let on = &edges[(w + n) % 3];
+                        let r = put(
+                            &on.url(&format!("/api/inventory/{id}")),
+                            t,
+                            json!({"name": format!("W{w}"), "Stock Number": n}),
+                        );
+                        assert_eq!(r.status, 200, "{}", r.text);
+                        let list = get(&edges[(w + n + 1) % 3].url("/api/inventory"), Some(t));
+                        let seen = list.body["data"]
+                            .as_array()
+                            .and_then(|rows| rows.iter().find(|row| row["id"] == *id))
+                            .and_then(|row| row["Stock Number"].as_u64());
+                        assert_eq!(
+                            seen,
+                            Some(n as u64),
+                            "writer {w}'s write {n} is missing from a later read ({:?}): {}",
+                            list.header("x-edge-cache"),
+                            list.text
+                        );
+                    }
+                    n
+                })
+            })
+            .collect();
+        writers.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!(writes >= 8, "only {writes} writes in 3 s");
+}
+
 #[test]
 fn pages_are_per_user_per_resource_and_per_page() {
     let redis = RedisServer::start();
