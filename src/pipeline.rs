@@ -280,7 +280,7 @@ fn run(
 fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i64>, ttl_ms: u64) {
     let page = since.and_then(
         |since| match resources::first_page(resource, svc.db, user) {
-            Ok((name, body)) if body.len() <= MAX_CACHED_PAGE_BYTES => {
+            Ok(Some((name, body))) if body.len() <= MAX_CACHED_PAGE_BYTES => {
                 Some((since, page_key(user, &name), body))
             }
             Ok(_) => None,

@@ -346,20 +346,32 @@ fn cached_name(spec: &Spec, page: Option<&Page>) -> String {
 }
 
 /// The list a query-less GET of `resource` answers, and its page cache name: what a write
-/// hands the cache.
+/// hands the cache. `None` for a list without pages that is longer than a write should read
+/// back (an import of many favorites, one write each, must not read the whole list each time).
 pub fn first_page(
     resource: Resource,
     db: &dyn Database,
     user: i64,
-) -> Result<(String, Vec<u8>), ApiError> {
+) -> Result<Option<(String, Vec<u8>)>, ApiError> {
     let spec = spec(resource);
-    let first = spec.paginated.then_some(Page {
-        page: 1,
-        limit: DEFAULT_LIMIT,
-    });
-    let name = cached_name(spec, first.as_ref());
-    Ok((name, list_at(spec, first, db, user)?.body))
+    if spec.paginated {
+        let first = Page {
+            page: 1,
+            limit: DEFAULT_LIMIT,
+        };
+        let name = cached_name(spec, Some(&first));
+        return Ok(Some((name, list_at(spec, Some(first), db, user)?.body)));
+    }
+    let rows = unpaged(spec, db, user, Some(READ_BACK_MAX_ROWS + 1))?;
+    if rows.len() > READ_BACK_MAX_ROWS {
+        return Ok(None);
+    }
+    let name = cached_name(spec, None);
+    Ok(Some((name, list_page(spec, &rows, None).body)))
 }
+
+/// The most rows of a list without pages a write reads back for the cache.
+const READ_BACK_MAX_ROWS: usize = 100;
 
 const DEFAULT_LIMIT: i64 = 50;
 
@@ -407,13 +419,7 @@ fn list_at(
     user: i64,
 ) -> Result<Response, ApiError> {
     let Some(Page { page, limit }) = page else {
-        let select = format!(
-            "SELECT {} FROM {} t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id DESC",
-            columns(spec),
-            spec.table
-        );
-        let rows = db.execute(&select, &[Value::Int(user)]).map_err(db_error)?;
-        return Ok(list_page(spec, &rows.rows, None));
+        return Ok(list_page(spec, &unpaged(spec, db, user, None)?, None));
     };
     // One statement gives the page and the total; only a page past the end needs a count.
     // Under Spin every request compiles its statement on a new connection, so its shape is
@@ -459,6 +465,25 @@ fn list_at(
             has_previous_page: page > 1,
         }),
     ))
+}
+
+/// A list without pages, newest first; `cap` bounds the rows read (a literal: it is ours).
+fn unpaged(
+    spec: &Spec,
+    db: &dyn Database,
+    user: i64,
+    cap: Option<usize>,
+) -> Result<Vec<Vec<Value>>, ApiError> {
+    let limit = cap.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let select = format!(
+        "SELECT {} FROM {} t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id DESC{limit}",
+        columns(spec),
+        spec.table
+    );
+    Ok(db
+        .execute(&select, &[Value::Int(user)])
+        .map_err(db_error)?
+        .rows)
 }
 
 fn list_page(spec: &Spec, rows: &[Vec<Value>], pagination: Option<Pagination>) -> Response {

@@ -30,12 +30,38 @@ fn roomy(redis: &RedisServer, state: &TempDir) -> EdgeBuilder {
         .var("user_rate_limit", "100000/15m")
 }
 
+/// A roomy edge on a Redis and a state dir of its own, and a new user's token.
+struct Setup {
+    redis: RedisServer,
+    state: TempDir,
+    edge: Edge,
+    t: String,
+}
+
+fn setup(email: &str) -> Setup {
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = roomy(&redis, &state).start();
+    let t = signup(&edge, email);
+    Setup {
+        redis,
+        state,
+        edge,
+        t,
+    }
+}
+
 fn names(r: &Reply) -> Vec<String> {
+    column(r, "name")
+}
+
+/// One field of every row of a list answer.
+fn column(r: &Reply, key: &str) -> Vec<String> {
     r.body["data"]
         .as_array()
         .unwrap_or_else(|| panic!("a list: {}", r.text))
         .iter()
-        .map(|row| row["name"].as_str().unwrap_or_default().to_string())
+        .map(|row| row[key].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -155,10 +181,12 @@ fn writes_on_any_instance_hand_the_next_read_its_page() {
 /// The page this write reads back may lack that other write, so it must not be kept.
 #[test]
 fn a_write_overtaken_by_another_leaves_no_page_behind() {
-    let redis = RedisServer::start();
-    let state = TempDir::new();
-    let edge = roomy(&redis, &state).start();
-    let t = signup(&edge, "race@example.com");
+    let Setup {
+        redis,
+        state,
+        edge,
+        t,
+    } = setup("race@example.com");
     create(&edge, "/api/inventory", &t, json!({"name": "First"}));
     let (key, _) = page_keys(&redis).remove(0);
     let user = page_user(&key);
@@ -320,6 +348,55 @@ fn pages_are_per_user_per_resource_and_per_page() {
     assert!(page_keys(&redis).iter().all(|(k, _)| !k.ends_with(":0:50")));
 }
 
+/// A write reads back at most 100 rows of a list without pages: past that, the next read
+/// fills the cache instead (and a long list read back on every write of an import would make
+/// the import quadratic).
+#[test]
+fn a_long_list_without_pages_is_not_read_back_by_writes() {
+    let Setup {
+        redis: _redis,
+        state,
+        edge,
+        t,
+    } = setup("long@example.com");
+    let favorites = || get(&edge.url("/api/favorites"), Some(&t));
+    // One favorite added, then the list read: how it was served, its length, its newest row.
+    let add_and_read = |name: &str| {
+        create(&edge, "/api/favorites", &t, json!({ "recipe_name": name }));
+        let r = favorites();
+        let rows = column(&r, "recipe_name");
+        let how = r.header("x-edge-cache").unwrap_or_default().to_string();
+        (how, rows.len(), rows.first().cloned().unwrap_or_default())
+    };
+    assert_eq!(add_and_read("First"), ("hit".into(), 1, "First".into()));
+
+    let db = rusqlite::Connection::open(state.0.join("sqlite_db.db")).unwrap();
+    let user: i64 = db
+        .query_row(
+            "SELECT id FROM users WHERE email = 'long@example.com'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    for i in 0..98 {
+        db.execute(
+            "INSERT INTO favorites (user_id, recipe_name) VALUES (?1, ?2)",
+            rusqlite::params![user, format!("F{i}")],
+        )
+        .unwrap();
+    }
+    drop(db);
+    assert_eq!(
+        add_and_read("Hundredth"),
+        ("hit".into(), 100, "Hundredth".into())
+    );
+    assert_eq!(
+        add_and_read("Past the cap"),
+        ("miss".into(), 101, "Past the cap".into())
+    );
+    assert_eq!(favorites().header("x-edge-cache"), Some("hit"));
+}
+
 #[test]
 fn a_cached_page_is_never_served_past_a_limit_or_to_a_revoked_token() {
     let redis = RedisServer::start();
@@ -369,10 +446,12 @@ fn a_cached_page_is_never_served_past_a_limit_or_to_a_revoked_token() {
 
 #[test]
 fn only_a_page_tagged_with_the_current_data_version_is_served() {
-    let redis = RedisServer::start();
-    let state = TempDir::new();
-    let edge = roomy(&redis, &state).start();
-    let t = signup(&edge, "tags@example.com");
+    let Setup {
+        redis,
+        state: _state,
+        edge,
+        t,
+    } = setup("tags@example.com");
     create(&edge, "/api/inventory", &t, json!({"name": "Real"}));
     let list = || get(&edge.url("/api/inventory"), Some(&t));
     let real = list();
