@@ -12,7 +12,7 @@ use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
 use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
-use crate::store::{page_key, CacheProbe, Limit, Outcome, Refill, Store, StoreError, TokenRef};
+use crate::store::{page_key, CacheProbe, Limit, Outcome, PageAt, Store, StoreError, TokenRef};
 use crate::token::{self, Claims, Keys, TokenError};
 
 /// Seconds a client is told to wait when the store is unreachable.
@@ -241,7 +241,13 @@ fn run(
         (&page_key, &outcome, &mut result, config.page_cache_ms)
     {
         if resp.status == 200 && resp.body.len() <= MAX_CACHED_PAGE_BYTES {
-            if let Err(e) = svc.store.keep_page(key, o.data_version, &resp.body, ttl_ms) {
+            let page = PageAt {
+                key,
+                version: o.data_version,
+                body: &resp.body,
+                ttl_ms,
+            };
+            if let Err(e) = svc.store.keep_page(page) {
                 eprintln!("could not cache a page: {e:?}");
             }
         }
@@ -290,13 +296,13 @@ fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i
             }
         },
     );
-    let refill = page.as_ref().map(|(since, key, body)| Refill {
+    let page = page.as_ref().map(|(since, key, body)| PageAt {
         key,
-        since: *since,
+        version: *since,
         body,
         ttl_ms,
     });
-    if let Err(e) = svc.store.data_changed(user, refill) {
+    if let Err(e) = svc.store.data_changed(user, page) {
         eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
     }
 }

@@ -42,12 +42,12 @@ pub enum CacheProbe<'a> {
     Page(&'a str),
 }
 
-/// A list page a write read back after its commit: the cache keeps it only if no other write
-/// moved the user's data version on since this write's check read `since`.
+/// A list page read from the database while the user's data was at `version` (as this
+/// request's check read it), to be kept in the cache for `ttl_ms`.
 #[derive(Debug, Clone, Copy)]
-pub struct Refill<'a> {
+pub struct PageAt<'a> {
     pub key: &'a str,
-    pub since: i64,
+    pub version: i64,
     pub body: &'a [u8],
     pub ttl_ms: u64,
 }
@@ -94,17 +94,12 @@ pub trait Store {
         version: i64,
         ttl_secs: i64,
     ) -> Result<(), StoreError>;
-    /// Keeps a page's body for `ttl_ms`, tagged with the data version the check read.
-    fn keep_page(
-        &self,
-        key: &str,
-        data_version: i64,
-        body: &[u8],
-        ttl_ms: u64,
-    ) -> Result<(), StoreError>;
-    /// Moves the user's data version on, so no page cached before this write is served again,
-    /// and keeps the write's own page under the new version when `refill` is still current.
-    fn data_changed(&self, user_id: i64, refill: Option<Refill<'_>>) -> Result<(), StoreError>;
+    /// Keeps a page a read filled, tagged with the version it was read at.
+    fn keep_page(&self, page: PageAt<'_>) -> Result<(), StoreError>;
+    /// Moves the user's data version on, so no page cached before this write is served again.
+    /// A page the write read back after its commit is kept under the new version, but only if
+    /// no other write moved the version on since `page.version` (it may lack that write).
+    fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError>;
     /// Records that the database schema is at `version` (checked by this request).
     fn note_schema(&self, version: i64) -> Result<(), StoreError>;
     fn ping(&self) -> Result<(), StoreError>;

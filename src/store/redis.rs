@@ -8,7 +8,7 @@ use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResu
 
 use super::{
     data_version_key, recorded_state, revoked_key, slot_keys, version_key, CacheProbe, Limit,
-    Outcome, Refill, Store, StoreError, TokenRef, EPOCH_KEY, SCHEMA_KEY,
+    Outcome, PageAt, Store, StoreError, TokenRef, EPOCH_KEY, SCHEMA_KEY,
 };
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
@@ -405,20 +405,14 @@ impl Store for RedisStore<'_> {
         .map(drop)
     }
 
-    fn keep_page(
-        &self,
-        key: &str,
-        data_version: i64,
-        body: &[u8],
-        ttl_ms: u64,
-    ) -> Result<(), StoreError> {
-        let mut value = format!("{data_version}:").into_bytes();
-        value.extend_from_slice(body);
+    fn keep_page(&self, page: PageAt<'_>) -> Result<(), StoreError> {
+        let mut value = format!("{}:", page.version).into_bytes();
+        value.extend_from_slice(page.body);
         let params = [
-            RedisParameter::Binary(key.as_bytes().to_vec()),
+            RedisParameter::Binary(page.key.as_bytes().to_vec()),
             RedisParameter::Binary(value),
             RedisParameter::Binary(b"PX".to_vec()),
-            RedisParameter::Int64(ttl_ms as i64),
+            RedisParameter::Int64(page.ttl_ms as i64),
         ];
         self.conn()?
             .execute("SET", &params)
@@ -426,12 +420,12 @@ impl Store for RedisStore<'_> {
             .map_err(|e| StoreError::Unavailable(describe(&e)))
     }
 
-    fn data_changed(&self, user_id: i64, refill: Option<Refill<'_>>) -> Result<(), StoreError> {
+    fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError> {
         let mut keys = vec![data_version_key(user_id)];
         let mut args = vec![RedisParameter::Int64(DATA_VERSION_TTL_SECS)];
-        if let Some(r) = refill {
+        if let Some(r) = page {
             keys.push(r.key.to_string());
-            args.push(RedisParameter::Int64(r.since));
+            args.push(RedisParameter::Int64(r.version));
             args.push(RedisParameter::Int64(r.ttl_ms as i64));
             args.push(RedisParameter::Binary(r.body.to_vec()));
         }

@@ -2,7 +2,7 @@
 //! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
 //! (and several processes on one state dir) decide in turn, never past the limit.
 
-use super::{recorded_state, slot_keys, Limit, Outcome, Refill, Store, StoreError, TokenRef};
+use super::{recorded_state, slot_keys, Limit, Outcome, PageAt, Store, StoreError, TokenRef};
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::{admits, WindowState};
 
@@ -149,17 +149,11 @@ impl Store for SqliteStore<'_> {
     }
 
     /// No page cache without Redis: a page costs one local statement either way.
-    fn keep_page(
-        &self,
-        _key: &str,
-        _version: i64,
-        _body: &[u8],
-        _ttl: u64,
-    ) -> Result<(), StoreError> {
+    fn keep_page(&self, _page: PageAt<'_>) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn data_changed(&self, _user_id: i64, _refill: Option<Refill<'_>>) -> Result<(), StoreError> {
+    fn data_changed(&self, _user_id: i64, _page: Option<PageAt<'_>>) -> Result<(), StoreError> {
         Ok(())
     }
 

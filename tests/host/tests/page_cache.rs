@@ -401,10 +401,13 @@ fn a_long_list_without_pages_is_not_read_back_by_writes() {
 fn a_cached_page_is_never_served_past_a_limit_or_to_a_revoked_token() {
     let redis = RedisServer::start();
     let state = TempDir::new();
-    let edge = Edge::builder(&redis.url())
-        .state_dir(&state.0)
-        .var("user_rate_limit", "3/15m")
-        .start();
+    let limited = |limit: &str| {
+        Edge::builder(&redis.url())
+            .state_dir(&state.0)
+            .var("user_rate_limit", limit)
+            .start()
+    };
+    let edge = limited("3/15m");
     let t = signup(&edge, "limited@example.com");
     let list = || get(&edge.url("/api/inventory"), Some(&t));
     assert_eq!(list().header("x-edge-cache"), Some("miss"));
@@ -421,10 +424,7 @@ fn a_cached_page_is_never_served_past_a_limit_or_to_a_revoked_token() {
         refused.text
     );
 
-    let edge = Edge::builder(&redis.url())
-        .state_dir(&state.0)
-        .var("user_rate_limit", "100/15m")
-        .start();
+    let edge = limited("100/15m");
     let t = login_token(&edge, "limited@example.com");
     let list = || get(&edge.url("/api/inventory"), Some(&t));
     assert_eq!(list().status, 200);
