@@ -284,7 +284,7 @@ fn run(
 /// page (read back on the write's own connection) so the read that usually follows a write is
 /// served from the cache. `since`: the data version the write's check read, if it succeeded.
 fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i64>, ttl_ms: u64) {
-    let page = since.and_then(
+    let read_back = since.and_then(
         |since| match resources::first_page(resource, svc.db, user) {
             Ok(Some((name, body))) if body.len() <= MAX_CACHED_PAGE_BYTES => {
                 Some((since, page_key(user, &name), body))
@@ -296,7 +296,7 @@ fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i
             }
         },
     );
-    let page = page.as_ref().map(|(since, key, body)| PageAt {
+    let page = read_back.as_ref().map(|(since, key, body)| PageAt {
         key,
         version: *since,
         body,
