@@ -171,6 +171,11 @@ def lua(tmp, name, method="GET", body=None, token=None, origin=False):
 WRITES_PER_SECOND = float(os.environ.get("BENCH_WRITES_PER_SECOND", "10"))
 
 
+def first_bottle(base, token):
+    """The id of the first bottle the user's inventory page lists."""
+    return http("GET", base + "/api/inventory", token=token)[1]["data"][0]["id"]
+
+
 class Writer:
     """While a run lasts, the same user rewrites one bottle WRITES_PER_SECOND times a second
     (each write retires the user's cached pages on every instance) and a sampler reads the page
@@ -178,10 +183,8 @@ class Writer:
 
     def __init__(self, base, token):
         self.base, self.token = base, token
-        status, body = http("GET", base + "/api/inventory", token=token)
-        self.bottle = body["data"][0]["id"]
+        self.bottle = first_bottle(base, token)
         self.stop = threading.Event()
-        self.writes, self.write_failures, self.served = 0, 0, {}
 
     def _write(self):
         k = 0
@@ -338,15 +341,15 @@ def breakdown(edge_server, uncached, whatif, tmp):
     the check script, answered 401), GET /auth/me (+ JWT, a SQLite connection and one small
     statement), the inventory page from the page cache, and the page read from SQLite (an
     edge-host with the cache off); a write (PUT of one bottle) with the cache off, and with it
-    on (+ the version bump carrying the list's first page, read back); then that SQLite read on a third edge-host with SQLite's
-    memory statistics off (not Spin's setting), paired round by round. 16 connections, medians
-    of the rounds."""
+    on (+ the version bump carrying the list's first page, read back); then that SQLite read
+    on a third edge-host with SQLite's memory statistics off (not Spin's setting), paired round
+    by round. 16 connections, medians of the rounds."""
     base, redis, token, pid = edge_server
     ubase, uredis, utoken, upid = uncached
     uscript = lua(tmp, "bd-inv-uncached", token=utoken)
     def put(url, token, name):
-        bottle = http("GET", url + "/api/inventory", token=token)[1]["data"][0]["id"]
-        return f"/api/inventory/{bottle}", lua(tmp, name, "PUT", {"name": "Bottle 0", "Stock Number": 7}, token)
+        path = f"/api/inventory/{first_bottle(url, token)}"
+        return path, lua(tmp, name, "PUT", {"name": "Bottle 0", "Stock Number": 7}, token)
 
     write, uwrite = put(base, token, "bd-put"), put(ubase, utoken, "bd-put-uncached")
     probes = {

@@ -284,24 +284,24 @@ fn run(
 /// page (read back on the write's own connection) so the read that usually follows a write is
 /// served from the cache. `since`: the data version the write's check read, if it succeeded.
 fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i64>, ttl_ms: u64) {
-    let read_back = since.and_then(
-        |since| match resources::first_page(resource, svc.db, user) {
-            Ok(Some((name, body))) if body.len() <= MAX_CACHED_PAGE_BYTES => {
-                Some((since, page_key(user, &name), body))
-            }
-            Ok(_) => None,
-            Err(e) => {
-                eprintln!("could not read back a written page: {e:?}");
-                None
-            }
-        },
-    );
-    let page = read_back.as_ref().map(|(since, key, body)| PageAt {
-        key,
-        version: *since,
-        body,
-        ttl_ms,
+    let read_back = since.and_then(|_| match resources::first_page(resource, svc.db, user) {
+        Ok(Some((name, body))) if body.len() <= MAX_CACHED_PAGE_BYTES => {
+            Some((page_key(user, &name), body))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("could not read back a written page: {e:?}");
+            None
+        }
     });
+    let page = since
+        .zip(read_back.as_ref())
+        .map(|(version, (key, body))| PageAt {
+            key,
+            version,
+            body,
+            ttl_ms,
+        });
     if let Err(e) = svc.store.data_changed(user, page) {
         eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
     }
