@@ -24,6 +24,8 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("ipv6_subnet", Some("64")),
     ("cors_origins", Some("")),
     ("page_cache", Some("30s")),
+    ("redis_username", Some("")),
+    ("redis_password", Some("")),
 ];
 
 /// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
@@ -32,7 +34,9 @@ pub const MAX_PAGE_CACHE_MS: u64 = 3_600_000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jwt_secret: String,
-    /// Empty: no Redis; counters and revocations use the embedded store.
+    /// The URL the store connects to, with the credentials from `redis_username` and
+    /// `redis_password` in it: a secret, never logged. Empty: no Redis; counters and
+    /// revocations use the embedded store.
     pub redis_address: String,
     pub auth_limit: Option<Policy>,
     /// Failed logins per account and address; a successful login clears it.
@@ -87,6 +91,70 @@ impl RoutePattern {
                 path == self.path
             }
     }
+}
+
+/// The URL to open: `redis_address` names only where Redis is, because it is also the
+/// manifest's `allowed_outbound_hosts` entry, which must be `scheme://host[:port]` (Spin refuses
+/// a path, and a rule with credentials in it never matches); the credentials are added here.
+/// Errors never quote the password.
+fn redis_url(address: &str, username: &str, password: &str) -> Result<String, String> {
+    let address = address.trim();
+    if address.is_empty() {
+        return Ok(String::new());
+    }
+    if address.contains('@') {
+        return Err(
+            "redis_address must not carry credentials: set redis_username and \
+             redis_password instead (an allowed_outbound_hosts entry with them never matches)"
+                .into(),
+        );
+    }
+    let shape_error = || {
+        format!(
+            "redis_address: {address:?} is not a URL like redis://host:6379 or \
+             rediss://host:6380 (TLS needs its port; no database number or path, which \
+             allowed_outbound_hosts refuses)"
+        )
+    };
+    let (scheme, rest) = address.split_once("://").ok_or_else(shape_error)?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    // Spin knows redis's default port but not rediss's.
+    let port_ok = scheme == "redis" || has_port;
+    if !matches!(scheme, "redis" | "rediss")
+        || authority.is_empty()
+        || authority.contains('/')
+        || !port_ok
+    {
+        return Err(shape_error());
+    }
+    if password.is_empty() {
+        if !username.is_empty() {
+            return Err("redis_username is set without redis_password".into());
+        }
+        return Ok(format!("{scheme}://{authority}"));
+    }
+    Ok(format!(
+        "{scheme}://{}:{}@{authority}",
+        percent_encode(username),
+        percent_encode(password)
+    ))
+}
+
+/// Everything but RFC 3986's unreserved characters, so any password survives the URL.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Splits the `settings` component variable (every application variable joined by
@@ -169,7 +237,11 @@ impl Config {
             .ok()
             .filter(|p| (1..=128).contains(p))
             .ok_or_else(|| format!("ipv6_subnet: {subnet:?} is not a prefix length 1-128"))?;
-        let redis_address = var("redis_address")?.trim().to_string();
+        let redis_address = redis_url(
+            &var("redis_address")?,
+            &var("redis_username")?,
+            &var("redis_password")?,
+        )?;
         let page_cache = var("page_cache")?;
         let page_cache_ms = match page_cache.trim() {
             // The embedded store is the database itself: nothing to save by caching in it.
@@ -258,6 +330,46 @@ mod tests {
         assert_eq!(c.page_cache_ms, Some(MAX_PAGE_CACHE_MS));
         let c = load(&[("jwt_secret", SECRET), ("redis_address", "")]).unwrap();
         assert_eq!(c.page_cache_ms, None);
+    }
+
+    #[test]
+    fn redis_credentials_join_the_address_only_in_the_url() {
+        let url = |a: &str, u: &str, p: &str| {
+            load(&[
+                ("jwt_secret", SECRET),
+                ("redis_address", a),
+                ("redis_username", u),
+                ("redis_password", p),
+            ])
+            .map(|c| c.redis_address)
+        };
+        assert_eq!(url("redis://h:6380/", "", "").unwrap(), "redis://h:6380");
+        assert_eq!(
+            url("rediss://h:6380", "", "pw").unwrap(),
+            "rediss://:pw@h:6380"
+        );
+        assert_eq!(
+            url("redis://[::1]:6379", "edge", "p@ss:w/rd%").unwrap(),
+            "redis://edge:p%40ss%3Aw%2Frd%25@[::1]:6379"
+        );
+        assert_eq!(url(" ", "", "ignored").unwrap(), "");
+        for bad in [
+            "localhost:6379",
+            "http://h:80",
+            "redis://",
+            "redis://h:6379/0",
+            "rediss://h",
+        ] {
+            let e = url(bad, "", "").unwrap_err();
+            assert!(e.contains("redis_address"), "{bad}: {e}");
+        }
+        let e = url("redis://:hunter2@h:6379", "", "").unwrap_err();
+        assert!(
+            e.contains("redis_password") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = url("redis://h", "edge", "").unwrap_err();
+        assert!(e.contains("redis_password"), "{e}");
     }
 
     #[test]

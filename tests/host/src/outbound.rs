@@ -2,6 +2,54 @@
 
 use anyhow::{bail, Result};
 
+/// A component's rules once their templates are resolved. Spin parses them only when the
+/// component first connects out, so an entry that does not parse (an empty template value
+/// included) fails every outbound connection, never startup: an app that does not connect
+/// out is unaffected.
+#[derive(Debug, Clone)]
+pub enum AllowedHosts {
+    Rules(Vec<AllowedHost>),
+    Invalid(String),
+}
+
+impl AllowedHosts {
+    pub fn parse(entries: &[String]) -> Self {
+        let mut rules = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match AllowedHost::parse(entry) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => {
+                    return Self::Invalid(format!(
+                        "allowed_outbound_hosts entry {:?}: {e}",
+                        redact(entry)
+                    ))
+                }
+            }
+        }
+        Self::Rules(rules)
+    }
+
+    /// `Err` carries the reason the rules do not parse.
+    pub fn allows(&self, address: &str) -> Result<bool, String> {
+        match self {
+            Self::Rules(rules) => Ok(rules.iter().any(|r| r.allows(address))),
+            Self::Invalid(problem) => Err(problem.clone()),
+        }
+    }
+}
+
+/// An address as it may be shown: scheme and host, without credentials or path.
+pub fn redact(address: &str) -> String {
+    let (scheme, rest) = address.split_once("://").unwrap_or(("", address));
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllowedHost {
     scheme: String,
@@ -12,11 +60,11 @@ pub struct AllowedHost {
 impl AllowedHost {
     pub fn parse(rule: &str) -> Result<Self> {
         let Some((scheme, rest)) = rule.split_once("://") else {
-            bail!("allowed_outbound_hosts entry {rule:?} needs a scheme, like redis://host:port");
+            bail!("needs a scheme, like redis://host:port");
         };
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
-            bail!("allowed_outbound_hosts entry {rule:?} must be scheme://host[:port]");
+            bail!("must be scheme://host[:port]");
         }
         let (host, port) = split_host_port(authority);
         Ok(Self {
@@ -60,10 +108,6 @@ fn default_port(scheme: &str) -> Option<&'static str> {
     }
 }
 
-pub fn any_allows(rules: &[AllowedHost], address: &str) -> bool {
-    rules.iter().any(|r| r.allows(address))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +125,19 @@ mod tests {
         let v6 = AllowedHost::parse("redis://[::1]:6379").unwrap();
         assert!(v6.allows("redis://[::1]:6379"));
         assert!(AllowedHost::parse("127.0.0.1:6379").is_err());
+    }
+
+    #[test]
+    fn a_bad_entry_fails_every_check_without_showing_credentials() {
+        let hosts = AllowedHosts::parse(&["redis://h:6379".into(), "".into()]);
+        let problem = hosts.allows("redis://h:6379").unwrap_err();
+        assert!(problem.contains("needs a scheme"), "{problem}");
+        let hosts = AllowedHosts::parse(&["redis://:hunter2@h:6379/0".into()]);
+        let problem = hosts.allows("redis://h:6379").unwrap_err();
+        assert!(!problem.contains("hunter2"), "{problem}");
+        assert_eq!(redact("user:pw@h:1"), "h:1");
+        let ok = AllowedHosts::parse(&["redis://h:6379".into()]);
+        assert_eq!(ok.allows("redis://:pw@h:6379"), Ok(true));
+        assert_eq!(ok.allows("redis://other:6379"), Ok(false));
     }
 }

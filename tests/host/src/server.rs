@@ -24,7 +24,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::manifest::{route_matches, Manifest};
-use crate::outbound::AllowedHost;
+use crate::outbound::AllowedHosts;
 use crate::runtime_config::{RuntimeConfig, SqliteDecl};
 use crate::spin_impl::{bindings, SpinState, SqliteDatabase};
 use crate::variables::Resolver;
@@ -92,15 +92,13 @@ impl App {
         for (key, template) in &decl.variables {
             variables.insert(key.clone(), resolver.expand(template)?);
         }
-        let mut allowed_hosts = Vec::new();
-        for rule in &decl.allowed_outbound_hosts {
-            let expanded = resolver.expand(rule)?;
-            // An empty template value means "no such host" (the embedded-store mode), not a rule.
-            if expanded.is_empty() {
-                continue;
-            }
-            allowed_hosts.push(AllowedHost::parse(&expanded)?);
-        }
+        let allowed_hosts = AllowedHosts::parse(
+            &decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|rule| resolver.expand(rule))
+                .collect::<Result<Vec<_>>>()?,
+        );
 
         let state_dir = opts
             .state_dir

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Resource;
 
-use crate::outbound::{self, AllowedHost};
+use crate::outbound::{self, AllowedHosts};
 use crate::StoreState;
 
 pub mod bindings {
@@ -30,7 +30,7 @@ use bindings::fermyon::spin::{redis, sqlite, variables};
 /// What every request of one app shares: resolved variables, outbound rules, databases.
 pub struct SpinState {
     pub variables: HashMap<String, String>,
-    pub allowed_hosts: Vec<AllowedHost>,
+    pub allowed_hosts: AllowedHosts,
     pub redis_permits: Arc<Semaphore>,
     pub sqlite: HashMap<String, SqliteDatabase>,
 }
@@ -146,12 +146,19 @@ impl redis::HostConnection for StoreState {
         &mut self,
         address: String,
     ) -> Trap<Result<Resource<RedisConnection>, redis::Error>> {
-        if !outbound::any_allows(&self.spin.allowed_hosts, &address) {
-            eprintln!(
-                "Outbound network destination not allowed: {}",
-                redact(&address)
-            );
-            return Ok(Err(redis::Error::InvalidAddress));
+        match self.spin.allowed_hosts.allows(&address) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!(
+                    "Outbound network destination not allowed: {}",
+                    outbound::redact(&address)
+                );
+                return Ok(Err(redis::Error::InvalidAddress));
+            }
+            Err(problem) => {
+                eprintln!("Error parsing allowed outbound hosts: {problem}");
+                return Ok(Err(redis::Error::Other(problem)));
+            }
         }
         let Ok(permit) = self.spin.redis_permits.clone().try_acquire_owned() else {
             return Ok(Err(redis::Error::TooManyConnections));
@@ -323,19 +330,6 @@ fn flatten(value: ::redis::Value, out: &mut Vec<redis::RedisResult>) -> Result<(
 }
 
 /// Addresses may carry a password; logs get the host part only.
-fn redact(address: &str) -> String {
-    match address.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority = rest.split('/').next().unwrap_or_default();
-            format!(
-                "{scheme}://{}",
-                authority.rsplit('@').next().unwrap_or_default()
-            )
-        }
-        None => "<unparseable address>".into(),
-    }
-}
-
 impl sqlite::Host for StoreState {}
 
 impl sqlite::HostConnection for StoreState {

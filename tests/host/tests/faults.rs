@@ -102,6 +102,68 @@ fn redis_address_outside_allowed_hosts_is_a_clear_503() {
 }
 
 #[test]
+fn a_redis_password_comes_from_its_secret_variable_and_is_never_printed() {
+    // Characters a URL must escape, so the test also proves the encoding.
+    let password = "pa:ss@w/rd%21";
+    let redis = RedisServer::start_with_password(password);
+    let edge = Edge::builder(&redis.url())
+        .var("redis_password", password)
+        .start();
+    assert_eq!(get(&edge.url("/health"), None).status, 200);
+    let token = signup(&edge, "auth@example.com");
+    assert_eq!(get(&edge.url("/auth/me"), Some(&token)).status, 200);
+    assert_eq!(
+        post(&edge.url("/auth/logout"), Some(&token), json!({})).status,
+        200
+    );
+    let r = get(&edge.url("/auth/me"), Some(&token));
+    assert_eq!(r.error(), "Token has been revoked. Please login again.");
+    let dump = redis.dump();
+    assert!(
+        dump.iter().any(|(k, _)| k.starts_with("ae:rv:")),
+        "{dump:?}"
+    );
+
+    // A wrong password is an unavailable store: 503, never a 401 or a 500.
+    let wrong = Edge::builder(&redis.url())
+        .var("redis_password", "not-the-one")
+        .start();
+    let r = login(&wrong, "auth@example.com", PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(get(&wrong.url("/health"), None).status, 503);
+
+    std::thread::sleep(Duration::from_millis(100));
+    let log = [edge.drain_log(), wrong.drain_log()].concat().join("\n");
+    for secret in [password, "pa%3Ass", "not-the-one"] {
+        assert!(!log.contains(secret), "{secret} in the log: {log}");
+    }
+}
+
+#[test]
+fn a_redis_address_that_cannot_be_an_allowed_host_is_refused_by_name() {
+    let redis = RedisServer::start();
+    let port = redis.port;
+    for (address, named) in [
+        (format!("127.0.0.1:{port}"), "redis_address"),
+        (format!("redis://127.0.0.1:{port}/0"), "redis_address"),
+        (
+            format!("redis://:hunter2@127.0.0.1:{port}"),
+            "redis_password",
+        ),
+    ] {
+        // Like Spin, the host starts: allowed_outbound_hosts is only parsed on use.
+        let edge = Edge::builder(&address).start();
+        let r = get(&edge.url("/health"), None);
+        assert_eq!(r.status, 500, "{address}: {}", r.text);
+        assert_eq!(r.error(), "Server misconfigured");
+        std::thread::sleep(Duration::from_millis(100));
+        let log = edge.drain_log().join("\n");
+        assert!(log.contains(named), "{address}: {log}");
+        assert!(!log.contains("hunter2"), "{log}");
+    }
+}
+
+#[test]
 fn short_secret_refuses_to_serve_without_logging_it() {
     let redis = RedisServer::start();
     let edge = Edge::builder(&redis.url())

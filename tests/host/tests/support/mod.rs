@@ -26,15 +26,26 @@ pub fn free_port() -> u16 {
 
 pub struct RedisServer {
     pub port: u16,
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that refuses every command until `AUTH password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> Self {
         // Another process may take a free port before redis-server binds it: pick again.
         for _ in 0..5 {
             let mut server = Self {
                 port: free_port(),
+                password: password.clone(),
                 child: None,
             };
             if server.try_restart() {
@@ -59,9 +70,13 @@ impl RedisServer {
 
     fn try_restart(&mut self) -> bool {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some(password) = &self.password {
+            cmd.args(["--requirepass", password]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,7 +111,11 @@ impl RedisServer {
     }
 
     fn client(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection()
+        let mut conn = redis::Client::open(self.url())?.get_connection()?;
+        if let Some(password) = &self.password {
+            redis::cmd("AUTH").arg(password).query::<()>(&mut conn)?;
+        }
+        Ok(conn)
     }
 
     pub fn conn(&self) -> redis::Connection {
