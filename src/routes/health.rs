@@ -1,4 +1,5 @@
-//! `GET /health`: 200 when the store and the database answer, 503 "degraded" otherwise.
+//! `GET /health`: 200 when the store and the database answer, 503 "degraded" otherwise;
+//! `warnings` names a store setting that can lose revocations.
 
 use serde_json::json;
 
@@ -7,12 +8,13 @@ use crate::pipeline::Ctx;
 use crate::time::iso8601;
 
 pub fn health(cx: &Ctx<'_>) -> Response {
-    let redis = if cx.config.redis_address.is_empty() {
-        "embedded"
-    } else if cx.store.ping().is_ok() {
-        "ok"
+    let (redis, warning) = if cx.config.redis_address.is_empty() {
+        ("embedded", None)
     } else {
-        "down"
+        match cx.store.ping() {
+            Ok(warning) => ("ok", warning),
+            Err(_) => ("down", None),
+        }
     };
     let database = if cx.db.execute("SELECT 1", &[]).is_ok() {
         "ok"
@@ -20,14 +22,18 @@ pub fn health(cx: &Ctx<'_>) -> Response {
         "down"
     };
     let healthy = redis != "down" && database == "ok";
-    let mut resp = Response::json(
-        if healthy { 200 } else { 503 },
-        &json!({
-            "status": if healthy { "ok" } else { "degraded" },
-            "timestamp": iso8601(cx.now_ms),
-            "services": { "redis": redis, "database": database },
-        }),
-    );
+    let mut body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "timestamp": iso8601(cx.now_ms),
+        "services": { "redis": redis, "database": database },
+    });
+    // Serving still works, so the status stays ok; the log repeats it on every probe until
+    // the setting is fixed.
+    if let Some(warning) = warning {
+        eprintln!("alchemix-edge: warning: {warning}");
+        body["warnings"] = json!([warning]);
+    }
+    let mut resp = Response::json(if healthy { 200 } else { 503 }, &body);
     if !healthy {
         resp.set_header("retry-after", "2");
     }

@@ -102,7 +102,8 @@ pub trait Store {
     fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError>;
     /// Records that the database schema is at `version` (checked by this request).
     fn note_schema(&self, version: i64) -> Result<(), StoreError>;
-    fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the store answers; `Some` names a setting under which it may lose state.
+    fn ping(&self) -> Result<Option<String>, StoreError>;
 }
 
 pub fn revoked_key(digest: &str) -> String {

@@ -446,12 +446,40 @@ impl Store for RedisStore<'_> {
             .map_err(|e| StoreError::Unavailable(describe(&e)))
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?
-            .execute("PING", &[])
-            .map(drop)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))
+    fn ping(&self) -> Result<Option<String>, StoreError> {
+        let conn = self.conn()?;
+        match conn.execute("INFO", &[RedisParameter::Binary(b"memory".to_vec())]) {
+            Ok(reply) => Ok(reply.iter().find_map(|r| match r {
+                RedisResult::Binary(text) => eviction_warning(&String::from_utf8_lossy(text)),
+                _ => None,
+            })),
+            // Some hosted Redis services refuse INFO; the setting is then unknown.
+            Err(_) => conn
+                .execute("PING", &[])
+                .map(|_| None)
+                .map_err(|e| StoreError::Unavailable(describe(&e))),
+        }
     }
+}
+
+/// Every key the edge writes has a TTL, so any eviction policy, the volatile ones included,
+/// may drop a revocation under memory pressure, and that token would be accepted again.
+fn eviction_warning(info_memory: &str) -> Option<String> {
+    let field = |name: &str| {
+        info_memory.lines().find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(str::trim)
+        })
+    };
+    let limited = field("maxmemory").is_some_and(|bytes| bytes != "0");
+    let policy = field("maxmemory_policy")?;
+    (limited && policy != "noeviction").then(|| {
+        format!(
+            "redis may evict keys (maxmemory_policy {policy}): an evicted revocation lets a \
+             revoked token in again; set maxmemory-policy noeviction"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -461,6 +489,20 @@ mod tests {
 
     fn sha1_hex(s: &str) -> String {
         crate::token::hex(&Sha1::digest(s.as_bytes()))
+    }
+
+    #[test]
+    fn only_an_unlimited_or_noeviction_redis_keeps_every_key() {
+        let info = |max: &str, policy: &str| {
+            format!("# Memory\r\nused_memory:1000\r\nmaxmemory:{max}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{policy}\r\n")
+        };
+        assert_eq!(eviction_warning(&info("0", "allkeys-lru")), None);
+        assert_eq!(eviction_warning(&info("104857600", "noeviction")), None);
+        for policy in ["allkeys-lru", "volatile-ttl"] {
+            let w = eviction_warning(&info("104857600", policy)).unwrap();
+            assert!(w.contains(policy) && w.contains("noeviction"), "{w}");
+        }
+        assert_eq!(eviction_warning("# Memory\r\n"), None);
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl Store for SqliteStore<'_> {
         Ok(())
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        self.exec("SELECT 1", &[]).map(drop)
+    fn ping(&self) -> Result<Option<String>, StoreError> {
+        self.exec("SELECT 1", &[]).map(|_| None)
     }
 }

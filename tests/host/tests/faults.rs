@@ -164,6 +164,39 @@ fn a_redis_address_that_cannot_be_an_allowed_host_is_refused_by_name() {
 }
 
 #[test]
+fn health_warns_while_redis_may_evict_revocations() {
+    let evicting = RedisServer::start_with_options(&[
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    let edge = Edge::start(&evicting);
+    let r = get(&edge.url("/health"), None);
+    // Serving works, so the edge stays in the pool; the warning is in the body and the log.
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "ok");
+    let warning = r.body["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("allkeys-lru") && warning.contains("noeviction"),
+        "{}",
+        r.text
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(edge.drain_log().join("\n").contains("noeviction"));
+
+    let keeping = RedisServer::start_with_options(&[
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let r = get(&Edge::start(&keeping).url("/health"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body.get("warnings").is_none(), "{}", r.text);
+}
+
+#[test]
 fn short_secret_refuses_to_serve_without_logging_it() {
     let redis = RedisServer::start();
     let edge = Edge::builder(&redis.url())

@@ -27,25 +27,32 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     pub port: u16,
     password: Option<String>,
+    /// More `redis-server` options, like `--maxmemory 64mb`.
+    options: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, &[])
     }
 
     /// A server that refuses every command until `AUTH password`.
     pub fn start_with_password(password: &str) -> Self {
-        Self::start_with(Some(password.to_string()))
+        Self::start_with(Some(password.to_string()), &[])
     }
 
-    fn start_with(password: Option<String>) -> Self {
+    pub fn start_with_options(options: &[&str]) -> Self {
+        Self::start_with(None, options)
+    }
+
+    fn start_with(password: Option<String>, options: &[&str]) -> Self {
         // Another process may take a free port before redis-server binds it: pick again.
         for _ in 0..5 {
             let mut server = Self {
                 port: free_port(),
                 password: password.clone(),
+                options: options.iter().map(|o| o.to_string()).collect(),
                 child: None,
             };
             if server.try_restart() {
@@ -76,6 +83,7 @@ impl RedisServer {
         if let Some(password) = &self.password {
             cmd.args(["--requirepass", password]);
         }
+        cmd.args(&self.options);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
