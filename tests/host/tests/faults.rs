@@ -197,6 +197,40 @@ fn health_warns_while_redis_may_evict_revocations() {
 }
 
 #[test]
+fn a_full_redis_that_does_not_evict_fails_closed_then_recovers() {
+    let redis = RedisServer::start();
+    let edge = Edge::start(&redis);
+    let token = signup(&edge, "full@example.com");
+    // 8 MiB of data, then a 4 MiB limit: every write is refused until memory is freed.
+    let mut conn = redis.conn();
+    for i in 0..32 {
+        redis::cmd("SET")
+            .arg(format!("filler:{i}"))
+            .arg(vec![b'x'; 256 << 10])
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "4mb"])
+        .query::<()>(&mut conn)
+        .unwrap();
+
+    let r = get(&edge.url("/auth/me"), Some(&token));
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(r.body["success"], json!(false));
+    assert_eq!(login(&edge, "full@example.com", PASSWORD).status, 503);
+
+    for i in 0..32 {
+        redis::cmd("DEL")
+            .arg(format!("filler:{i}"))
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    assert_eq!(get(&edge.url("/auth/me"), Some(&token)).status, 200);
+}
+
+#[test]
 fn short_secret_refuses_to_serve_without_logging_it() {
     let redis = RedisServer::start();
     let edge = Edge::builder(&redis.url())
