@@ -26,6 +26,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("page_cache", Some("30s")),
     ("redis_username", Some("")),
     ("redis_password", Some("")),
+    ("jwt_previous_secret", Some("")),
 ];
 
 /// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
@@ -34,6 +35,8 @@ pub const MAX_PAGE_CACHE_MS: u64 = 3_600_000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jwt_secret: String,
+    /// The secret before a rotation, while its tokens may still be in use.
+    pub jwt_previous_secret: Option<String>,
     /// The URL the store connects to, with the credentials from `redis_username` and
     /// `redis_password` in it: a secret, never logged. Empty: no Redis; counters and
     /// revocations use the embedded store.
@@ -201,6 +204,17 @@ impl Config {
                 jwt_secret.len()
             ));
         }
+        let previous = var("jwt_previous_secret")?;
+        let jwt_previous_secret = match previous.len() {
+            0 => None,
+            n if n < MIN_SECRET_BYTES => {
+                return Err(format!(
+                    "jwt_previous_secret is {n} bytes; at least {MIN_SECRET_BYTES} are required \
+                     (or leave it empty)"
+                ))
+            }
+            _ => Some(previous),
+        };
         let policy = |name: &'static str, var_name: &str| -> Result<Option<Policy>, String> {
             Policy::parse(name, &var(var_name)?).map_err(|e| e.to_string())
         };
@@ -259,6 +273,7 @@ impl Config {
         };
         Ok(Self {
             jwt_secret,
+            jwt_previous_secret,
             redis_address,
             auth_limit: policy("auth", "auth_rate_limit")?,
             login_limit: policy("login", "login_rate_limit")?,
@@ -306,6 +321,24 @@ mod tests {
     fn short_or_missing_secret_is_refused() {
         assert!(load(&[]).unwrap_err().contains("jwt_secret"));
         assert!(load(&[("jwt_secret", "short")]).unwrap_err().contains("32"));
+    }
+
+    #[test]
+    fn a_previous_secret_is_optional_but_never_short() {
+        let c = load(&[("jwt_secret", SECRET)]).unwrap();
+        assert_eq!(c.jwt_previous_secret, None);
+        let old = "fedcba9876543210fedcba9876543210";
+        let c = load(&[("jwt_secret", SECRET), ("jwt_previous_secret", old)]).unwrap();
+        assert_eq!(c.jwt_previous_secret.as_deref(), Some(old));
+        let e = load(&[
+            ("jwt_secret", SECRET),
+            ("jwt_previous_secret", "old-and-short"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("jwt_previous_secret") && !e.contains("old-and-short"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -118,7 +118,10 @@ fn run(
     svc: &Services<'_>,
 ) -> Result<Response, (ApiError, Headers)> {
     let route = routes::resolve(&req.method, &req.path).map_err(|e| (e, Vec::new()))?;
-    let keys = Keys::new(config.jwt_secret.as_bytes());
+    let mut keys = Keys::new(config.jwt_secret.as_bytes());
+    if let Some(previous) = &config.jwt_previous_secret {
+        keys = keys.accepting_previous(previous.as_bytes());
+    }
     let now_s = svc.now_ms / 1000;
 
     let auth = route.needs_token().then(|| authenticate(req, &keys, now_s));

@@ -62,21 +62,25 @@ struct Header {
 
 pub struct Keys {
     mac: Hmac<Sha256>,
+    /// The secret before a rotation: its tokens are still accepted, none is issued with it.
+    previous: Option<Hmac<Sha256>>,
 }
 
 impl Keys {
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            mac: Hmac::new_from_slice(secret).expect("HMAC accepts keys of any length"),
+            mac: hmac(secret),
+            previous: None,
         }
     }
 
+    pub fn accepting_previous(mut self, secret: &[u8]) -> Self {
+        self.previous = Some(hmac(secret));
+        self
+    }
+
     fn signature(&self, header: &str, payload: &str) -> Hmac<Sha256> {
-        let mut mac = self.mac.clone();
-        mac.update(header.as_bytes());
-        mac.update(b".");
-        mac.update(payload.as_bytes());
-        mac
+        sign_with(&self.mac, header, payload)
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
@@ -100,9 +104,15 @@ impl Keys {
         if header.alg != "HS256" {
             return Err(TokenError::Invalid);
         }
-        self.signature(encoded_header, payload)
-            .verify_slice(&decode(signature)?)
-            .map_err(|_| TokenError::Invalid)?;
+        let signature = decode(signature)?;
+        let signed_by = |mac: &Hmac<Sha256>| {
+            sign_with(mac, encoded_header, payload)
+                .verify_slice(&signature)
+                .is_ok()
+        };
+        if !signed_by(&self.mac) && !self.previous.as_ref().is_some_and(signed_by) {
+            return Err(TokenError::Invalid);
+        }
         let claims: Claims =
             serde_json::from_slice(&decode(payload)?).map_err(|_| TokenError::Invalid)?;
         if claims.exp <= now
@@ -115,6 +125,18 @@ impl Keys {
         }
         Ok(claims)
     }
+}
+
+fn hmac(secret: &[u8]) -> Hmac<Sha256> {
+    Hmac::new_from_slice(secret).expect("HMAC accepts keys of any length")
+}
+
+fn sign_with(key: &Hmac<Sha256>, header: &str, payload: &str) -> Hmac<Sha256> {
+    let mut mac = key.clone();
+    mac.update(header.as_bytes());
+    mac.update(b".");
+    mac.update(payload.as_bytes());
+    mac
 }
 
 fn decode(part: &str) -> Result<Vec<u8>, TokenError> {
@@ -217,6 +239,20 @@ mod tests {
         for junk in ["", "a.b.c", "....", "\u{0}", "eyJ.eyJ.sig"] {
             assert_eq!(keys.verify(junk, n), Err(TokenError::Invalid));
         }
+    }
+
+    #[test]
+    fn a_rotation_accepts_the_previous_secret_and_signs_with_the_new_one() {
+        let old = Keys::new(b"old-secret-old-secret-old-secret");
+        let rotated = Keys::new(SECRET).accepting_previous(b"old-secret-old-secret-old-secret");
+        let n = now();
+        let issued_before = old.sign(&claims(n));
+        assert_eq!(rotated.verify(&issued_before, n), Ok(claims(n)));
+        let issued_after = rotated.sign(&claims(n));
+        assert_eq!(Keys::new(SECRET).verify(&issued_after, n), Ok(claims(n)));
+        assert_eq!(old.verify(&issued_after, n), Err(TokenError::Invalid));
+        let stranger = Keys::new(b"another-secret-another-secret-xx").sign(&claims(n));
+        assert_eq!(rotated.verify(&stranger, n), Err(TokenError::Invalid));
     }
 
     #[test]

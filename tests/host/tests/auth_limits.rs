@@ -170,3 +170,29 @@ fn client_sent_spin_headers_and_forwarded_for_do_not_change_identity() {
         .collect();
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
 }
+
+#[test]
+fn rotating_jwt_secret_keeps_sessions_until_the_previous_secret_is_dropped() {
+    const NEW: &str = "rotated-secret-rotated-secret-rotated-01";
+    let redis = RedisServer::start();
+    let state = TempDir::new();
+    let edge = |vars: &[(&str, &str)]| {
+        vars.iter()
+            .fold(
+                Edge::builder(&redis.url()).state_dir(&state.0),
+                |b, (k, v)| b.var(k, v),
+            )
+            .start()
+    };
+    let before = signup(&edge(&[]), "rotate@example.com");
+
+    let rotating = edge(&[("jwt_secret", NEW), ("jwt_previous_secret", SECRET)]);
+    assert_eq!(get(&rotating.url("/auth/me"), Some(&before)).status, 200);
+    let after = login_token(&rotating, "rotate@example.com");
+
+    // Once the previous secret is dropped, only tokens issued after the rotation are valid.
+    let rotated = edge(&[("jwt_secret", NEW)]);
+    assert_eq!(get(&rotated.url("/auth/me"), Some(&after)).status, 200);
+    let r = get(&rotated.url("/auth/me"), Some(&before));
+    assert_eq!(r.status, 401, "{}", r.text);
+}
