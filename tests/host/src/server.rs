@@ -24,7 +24,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::manifest::{route_matches, Manifest};
-use crate::outbound::AllowedHosts;
+use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::runtime_config::{RuntimeConfig, SqliteDecl};
 use crate::spin_impl::{bindings, SpinState, SqliteDatabase};
 use crate::variables::Resolver;
@@ -91,6 +91,13 @@ impl App {
         let mut variables = HashMap::new();
         for (key, template) in &decl.variables {
             variables.insert(key.clone(), resolver.expand(template)?);
+        }
+        // Like Spin's loader: a literal entry must parse before the app starts; a templated one
+        // is only parsed on use, once resolved.
+        for rule in &decl.allowed_outbound_hosts {
+            if !rule.contains("{{") {
+                AllowedHost::parse(rule).context("`allowed_outbound_hosts` is malformed")?;
+            }
         }
         let allowed_hosts = AllowedHosts::parse(
             &decl

@@ -73,15 +73,13 @@ fn fail_open_routes_serve_while_redis_is_down() {
     );
 }
 
-#[test]
-fn redis_address_outside_allowed_hosts_is_a_clear_503() {
-    let redis = RedisServer::start();
-    let dir = TempDir::new();
+/// The project's manifest with another `allowed_outbound_hosts` entry, written into `dir`.
+fn manifest_allowing(dir: &TempDir, entry: &str) -> std::path::PathBuf {
     let manifest = std::fs::read_to_string(root().join("spin.toml"))
         .unwrap()
         .replace(
             r#"allowed_outbound_hosts = ["{{ redis_address }}"]"#,
-            r#"allowed_outbound_hosts = ["redis://127.0.0.1:1"]"#,
+            &format!(r#"allowed_outbound_hosts = ["{entry}"]"#),
         )
         .replace(
             r#"source = "target/"#,
@@ -89,6 +87,26 @@ fn redis_address_outside_allowed_hosts_is_a_clear_503() {
         );
     let path = dir.0.join("spin.toml");
     std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+#[test]
+fn a_malformed_literal_allowed_host_stops_the_host_like_spin() {
+    let dir = TempDir::new();
+    let path = manifest_allowing(&dir, "127.0.0.1:6379");
+    let e = Edge::builder("redis://127.0.0.1:6379")
+        .manifest(&path)
+        .try_start()
+        .err()
+        .expect("edge-host must refuse the manifest");
+    assert!(e.contains("`allowed_outbound_hosts` is malformed"), "{e}");
+}
+
+#[test]
+fn redis_address_outside_allowed_hosts_is_a_clear_503() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let path = manifest_allowing(&dir, "redis://127.0.0.1:1");
     let edge = Edge::builder(&redis.url()).manifest(&path).start();
     let r = login(&edge, "allowed@example.com", PASSWORD);
     assert_eq!(r.status, 503, "{}", r.text);
