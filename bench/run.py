@@ -86,7 +86,7 @@ class Redis:
         stats = {}
         for line in self.cli("INFO", "commandstats").splitlines():
             m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
-            if m and m.group(1) not in ("info", "monitor"):
+            if m and m.group(1) != "monitor":
                 stats[m.group(1)] = int(m.group(2))
         return stats
 
@@ -272,7 +272,8 @@ def load(url, c, script, redis, pid):
     r["cpu_us_per_request"] = round((cpu_seconds(pid) - cpu) / n * 1e6, 1)
     r["redis_cpu_us_per_request"] = round((cpu_seconds(redis.pid) - rcpu) / n * 1e6, 1)
     after = redis.commandstats()
-    calls = sum(after.values()) - sum(before.values())
+    # INFO counts a call once it has answered, so `after` includes the `before` INFO, not itself.
+    calls = sum(after.values()) - sum(before.values()) - 1
     r["redis_commands_per_request"] = round(calls / n, 2)
     return r
 
