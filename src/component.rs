@@ -93,7 +93,11 @@ fn serve(req: &Request) -> Response {
         embedded = SqliteStore::new(&db, now_ms);
         &embedded
     } else {
-        redis = RedisStore::new(&config.redis_address, &db, config.token_ttl_secs + 60);
+        redis = RedisStore::new(
+            config.redis_address.expose(),
+            &db,
+            config.token_ttl_secs + 60,
+        );
         &redis
     };
     let services = Services {

@@ -34,13 +34,13 @@ pub const MAX_PAGE_CACHE_MS: u64 = 3_600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub jwt_secret: String,
+    pub jwt_secret: Secret,
     /// The secret before a rotation, while its tokens may still be in use.
-    pub jwt_previous_secret: Option<String>,
+    pub jwt_previous_secret: Option<Secret>,
     /// The URL the store connects to, with the credentials from `redis_username` and
-    /// `redis_password` in it: a secret, never logged. Empty: no Redis; counters and
+    /// `redis_password` in it. Empty: no Redis; counters and
     /// revocations use the embedded store.
-    pub redis_address: String,
+    pub redis_address: Secret,
     pub auth_limit: Option<Policy>,
     /// Failed logins per account and address; a successful login clears it.
     pub login_limit: Option<Policy>,
@@ -55,6 +55,30 @@ pub struct Config {
     /// How long a list page stays in Redis for repeat reads; `None` ("off", or no Redis):
     /// every read goes to the database.
     pub page_cache_ms: Option<u64>,
+}
+
+/// A value no log may show, not even through `{:?}`: its `Debug` says only whether it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<empty>"
+        } else {
+            "<secret>"
+        })
+    }
 }
 
 /// `METHOD /path`, `/path` or `/prefix/*`.
@@ -213,7 +237,7 @@ impl Config {
                      (or leave it empty)"
                 ))
             }
-            _ => Some(previous),
+            _ => Some(Secret(previous)),
         };
         let policy = |name: &'static str, var_name: &str| -> Result<Option<Policy>, String> {
             Policy::parse(name, &var(var_name)?).map_err(|e| e.to_string())
@@ -272,9 +296,9 @@ impl Config {
             ),
         };
         Ok(Self {
-            jwt_secret,
+            jwt_secret: Secret(jwt_secret),
             jwt_previous_secret,
-            redis_address,
+            redis_address: Secret(redis_address),
             auth_limit: policy("auth", "auth_rate_limit")?,
             login_limit: policy("login", "login_rate_limit")?,
             api_limit: policy("api", "api_rate_limit")?,
@@ -313,7 +337,7 @@ mod tests {
         assert_eq!(c.auth_limit.unwrap().limit, 5);
         assert_eq!(c.api_limit.unwrap().window_ms, 900_000);
         assert_eq!(c.token_ttl_secs, 7 * 86_400);
-        assert_eq!(c.redis_address, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis_address.expose(), "redis://127.0.0.1:6379");
         assert!(c.fail_open.is_empty());
     }
 
@@ -324,12 +348,33 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_every_secret() {
+        let c = load(&[
+            ("jwt_secret", SECRET),
+            ("jwt_previous_secret", "fedcba9876543210fedcba9876543210"),
+            ("redis_password", "hunter2-hunter2"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in [SECRET, "fedcba98", "hunter2", "127.0.0.1"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("<secret>") && shown.contains("page_cache_ms"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_previous_secret_is_optional_but_never_short() {
         let c = load(&[("jwt_secret", SECRET)]).unwrap();
         assert_eq!(c.jwt_previous_secret, None);
         let old = "fedcba9876543210fedcba9876543210";
         let c = load(&[("jwt_secret", SECRET), ("jwt_previous_secret", old)]).unwrap();
-        assert_eq!(c.jwt_previous_secret.as_deref(), Some(old));
+        assert_eq!(
+            c.jwt_previous_secret.as_ref().map(Secret::expose),
+            Some(old)
+        );
         let e = load(&[
             ("jwt_secret", SECRET),
             ("jwt_previous_secret", "old-and-short"),
@@ -374,7 +419,7 @@ mod tests {
                 ("redis_username", u),
                 ("redis_password", p),
             ])
-            .map(|c| c.redis_address)
+            .map(|c| c.redis_address.expose().to_string())
         };
         assert_eq!(url("redis://h:6380/", "", "").unwrap(), "redis://h:6380");
         assert_eq!(

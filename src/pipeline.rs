@@ -118,9 +118,9 @@ fn run(
     svc: &Services<'_>,
 ) -> Result<Response, (ApiError, Headers)> {
     let route = routes::resolve(&req.method, &req.path).map_err(|e| (e, Vec::new()))?;
-    let mut keys = Keys::new(config.jwt_secret.as_bytes());
+    let mut keys = Keys::new(config.jwt_secret.expose().as_bytes());
     if let Some(previous) = &config.jwt_previous_secret {
-        keys = keys.accepting_previous(previous.as_bytes());
+        keys = keys.accepting_previous(previous.expose().as_bytes());
     }
     let now_s = svc.now_ms / 1000;
 
