@@ -41,8 +41,7 @@ impl AllowedHosts {
 /// An address as it may be shown: scheme and host, without credentials or path.
 pub fn redact(address: &str) -> String {
     let (scheme, rest) = address.split_once("://").unwrap_or(("", address));
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = bare_authority(rest);
     if scheme.is_empty() {
         host.to_string()
     } else {
@@ -78,15 +77,19 @@ impl AllowedHost {
         let Some((scheme, rest)) = address.split_once("://") else {
             return false;
         };
-        let authority = rest.split('/').next().unwrap_or_default();
-        let authority = authority.rsplit('@').next().unwrap_or_default();
-        let (host, port) = split_host_port(authority);
+        let (host, port) = split_host_port(bare_authority(rest));
         let port = port.or_else(|| default_port(scheme));
         let rule_port = self.port.as_deref().or_else(|| default_port(&self.scheme));
         (self.scheme == "*" || self.scheme == scheme)
             && (self.host == "*" || self.host.eq_ignore_ascii_case(host))
             && (rule_port == Some("*") || rule_port == port)
     }
+}
+
+/// `host[:port]` of what follows `scheme://`: no credentials, no path.
+fn bare_authority(rest: &str) -> &str {
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority.rsplit('@').next().unwrap_or_default()
 }
 
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
