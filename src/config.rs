@@ -151,9 +151,11 @@ fn redis_url(address: &str, username: &str, password: &str) -> Result<String, St
     };
     // Spin knows redis's default port but not rediss's.
     let port_ok = scheme == "redis" || has_port;
+    // A query or fragment is no allow-list entry either, and `#insecure` would switch off
+    // certificate checks in Spin's Redis client.
     if !matches!(scheme, "redis" | "rediss")
         || authority.is_empty()
-        || authority.contains('/')
+        || authority.contains(['/', '?', '#'])
         || !port_ok
     {
         return Err(shape_error());
@@ -437,6 +439,8 @@ mod tests {
             "redis://",
             "redis://h:6379/0",
             "rediss://h",
+            "rediss://h:6380#insecure",
+            "redis://h:6379?db=1",
         ] {
             let e = url(bad, "", "").unwrap_err();
             assert!(e.contains("redis_address"), "{bad}: {e}");

@@ -66,6 +66,9 @@ impl AllowedHost {
             bail!("must be scheme://host[:port]");
         }
         let (host, port) = split_host_port(authority);
+        if port.is_none() && default_port(scheme).is_none() {
+            bail!("no port was provided and the scheme {scheme:?} has no known default port");
+        }
         Ok(Self {
             scheme: scheme.to_string(),
             host: host.to_string(),
@@ -104,9 +107,15 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Spin's list: a TLS scheme like `rediss` has no default, so its port must be written out.
 fn default_port(scheme: &str) -> Option<&'static str> {
     match scheme {
-        "redis" | "rediss" => Some("6379"),
+        "redis" => Some("6379"),
+        "postgres" => Some("5432"),
+        "mysql" => Some("3306"),
+        "mqtt" => Some("1883"),
+        "http" => Some("80"),
+        "https" => Some("443"),
         _ => None,
     }
 }
@@ -128,6 +137,19 @@ mod tests {
         let v6 = AllowedHost::parse("redis://[::1]:6379").unwrap();
         assert!(v6.allows("redis://[::1]:6379"));
         assert!(AllowedHost::parse("127.0.0.1:6379").is_err());
+    }
+
+    #[test]
+    fn rediss_has_no_default_port() {
+        let problem = AllowedHost::parse("rediss://cache.example.com").unwrap_err();
+        assert!(
+            problem.to_string().contains("no known default port"),
+            "{problem}"
+        );
+        let r = AllowedHost::parse("rediss://cache.example.com:6380").unwrap();
+        assert!(r.allows("rediss://cache.example.com:6380"));
+        assert!(!r.allows("rediss://cache.example.com"));
+        assert!(!r.allows("redis://cache.example.com:6380"));
     }
 
     #[test]

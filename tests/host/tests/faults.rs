@@ -1,4 +1,5 @@
-//! Redis going away and coming back, a misconfigured edge, and fail-open routes.
+//! Redis going away and coming back, Redis behind a password or TLS, a misconfigured edge, and
+//! fail-open routes.
 
 mod support;
 
@@ -155,6 +156,64 @@ fn a_redis_password_comes_from_its_secret_variable_and_is_never_printed() {
     for secret in [password, "pa%3Ass", "not-the-one"] {
         assert!(!log.contains(secret), "{secret} in the log: {log}");
     }
+}
+
+#[test]
+fn rediss_verifies_the_server_certificate_against_the_trusted_cas() {
+    let dir = TempDir::new();
+    let (ca, cert, key) = tls_files(&dir.0);
+    let tls_port = free_port().to_string();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (cert, key, ca_file) = (path(&cert), path(&key), path(&ca));
+    // The plain port stays open for this test's own checks; the edge gets only the TLS one.
+    let redis = RedisServer::start_with_options(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let address = format!("rediss://127.0.0.1:{tls_port}");
+    let edge = |trusting: Option<&str>| {
+        let mut builder = Edge::builder(&address);
+        if let Some(ca) = trusting {
+            // How an operator trusts a private CA, with Spin and edge-host alike (OpenSSL).
+            builder = builder.env("SSL_CERT_FILE", ca);
+        }
+        builder.start()
+    };
+
+    let trusting = edge(Some(&ca_file));
+    assert_eq!(get(&trusting.url("/health"), None).status, 200);
+    let token = signup(&trusting, "tls@example.com");
+    assert_eq!(get(&trusting.url("/auth/me"), Some(&token)).status, 200);
+    assert_eq!(
+        post(&trusting.url("/auth/logout"), Some(&token), json!({})).status,
+        200
+    );
+    let r = get(&trusting.url("/auth/me"), Some(&token));
+    assert_eq!(r.error(), "Token has been revoked. Please login again.");
+    let dump = redis.dump();
+    assert!(
+        dump.iter().any(|(k, _)| k.starts_with("ae:rv:")),
+        "{dump:?}"
+    );
+
+    // A certificate no trusted CA signed is an unavailable store: fail closed, never serve.
+    let untrusting = edge(None);
+    let r = login(&untrusting, "tls@example.com", PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(get(&untrusting.url("/health"), None).status, 503);
+    std::thread::sleep(Duration::from_millis(100));
+    // The operator is told why.
+    let log = untrusting.drain_log().join("\n");
+    assert!(log.contains("certificate verify failed"), "{log}");
 }
 
 #[test]

@@ -201,6 +201,12 @@ impl EdgeBuilder {
         self
     }
 
+    /// An environment variable of the host process itself, like `SSL_CERT_FILE`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     pub fn manifest(mut self, path: &Path) -> Self {
         self.manifest = Some(path.to_path_buf());
         self
@@ -322,6 +328,44 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A private CA and a server certificate it signed for `localhost` and 127.0.0.1, made with
+/// the openssl command (`.ci/run` installs it): `(ca.pem, server.pem, server.key)`.
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &str| {
+        let out = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!(
+        "req -x509 {key} -days 2 -subj /CN=edge-test-ca -keyout ca.key -out ca.pem"
+    ));
+    openssl(&format!(
+        "req {key} -subj /CN=localhost -keyout server.key -out server.csr"
+    ));
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -extfile san.cnf -out server.pem",
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
 
 pub struct TempDir(pub PathBuf);
