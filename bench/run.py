@@ -61,11 +61,43 @@ def wait_http(url, timeout=60):
     sys.exit(f"no answer from {url}")
 
 
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
+TLS_KEYS = {"rsa": ["-newkey", "rsa:2048"],
+            "ecdsa": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]}
+
+
+def tls_files(tmp, kind):
+    """A private CA and a server certificate it signed for 127.0.0.1, with RSA 2048 keys (what
+    hosted Redis services commonly present) or ECDSA P-256: (ca.pem, server.pem, server.key)."""
+    d = os.path.join(tmp, f"tls-{kind}")
+    if not os.path.exists(d):
+        os.makedirs(d)
+        key = [*TLS_KEYS[kind], "-nodes"]
+        run(["openssl", "req", "-x509", *key, "-days", "2", "-subj", "/CN=bench-ca",
+             "-keyout", "ca.key", "-out", "ca.pem"], cwd=d)
+        run(["openssl", "req", *key, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"], cwd=d)
+        with open(os.path.join(d, "san.cnf"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "server.pem"], cwd=d)
+    return tuple(os.path.join(d, f) for f in ("ca.pem", "server.pem", "server.key"))
+
+
 class Redis:
-    def __init__(self, tmp):
+    """A redis-server of the bench's own; with `tls` (a key kind), it also listens with TLS on
+    `tls_port` (the plain port stays for the bench's own INFO and MONITOR)."""
+
+    def __init__(self, tmp, tls=None):
         self.port = free_port()
-        self.pid = spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", tmp]).pid
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", tmp]
+        self.tls_port = None
+        if tls:
+            ca, cert, key = tls_files(tmp, tls)
+            self.tls_port = free_port()
+            cmd += ["--tls-port", str(self.tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+                    "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+        self.pid = spawn(cmd).pid
         for _ in range(100):
             if self.cli("PING").strip() == "PONG":
                 return
@@ -74,6 +106,8 @@ class Redis:
 
     @property
     def url(self):
+        if self.tls_port:
+            return f"rediss://127.0.0.1:{self.tls_port}"
         return f"redis://127.0.0.1:{self.port}"
 
     def cli(self, *args):
@@ -336,15 +370,17 @@ def total_cpu(r):
     return max(r["cpu_us_per_request"] + r["redis_cpu_us_per_request"], 1e-9)
 
 
-def breakdown(edge_server, uncached, whatif, tmp):
+def breakdown(edge_server, uncached, whatif, tls, tmp):
     """What an inventory request's CPU is made of, by probes that stop at each stage: a CORS
     preflight (a fresh instance, no I/O), a request without a token (+ a Redis connection and
     the check script, answered 401), GET /auth/me (+ JWT, a SQLite connection and one small
     statement), the inventory page from the page cache, and the page read from SQLite (an
     edge-host with the cache off); a write (PUT of one bottle) with the cache off, and with it
     on (+ the version bump carrying the list's first page, read back); then that SQLite read
-    on a third edge-host with SQLite's memory statistics off (not Spin's setting), paired round
-    by round. 16 connections, medians of the rounds."""
+    on a third edge-host with SQLite's memory statistics off (not Spin's setting), and the cached
+    read on edges whose Redis is reached over TLS (a handshake per request, as under Spin), with
+    an RSA and an ECDSA certificate, trusting only the CA that signed it or the whole system
+    bundle, each paired round by round with its reference. 16 connections, medians of the rounds."""
     base, redis, token, pid = edge_server
     ubase, uredis, utoken, upid = uncached
     uscript = lua(tmp, "bd-inv-uncached", token=utoken)
@@ -370,27 +406,50 @@ def breakdown(edge_server, uncached, whatif, tmp):
         out[name] = r
         print(f"  {name:32} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
               f"{r['redis_cpu_us_per_request']:4.0f} us/req", flush=True)
-    wbase, wredis, wtoken, wpid = whatif
-    wscript = lua(tmp, "bd-whatif", token=wtoken)
-    rounds = alternate({
-        "spin": lambda: load(ubase + "/api/inventory", 16, uscript, uredis, upid),
-        "off": lambda: load(wbase + "/api/inventory", 16, wscript, wredis, wpid),
-    })
-    pairs = list(zip(rounds["spin"], rounds["off"]))
-    r = {k: median([b[k] for _, b in pairs]) for k in STATS}
-    r["rps_ratio_rounds"] = [round(b["rps"] / a["rps"], 2) for a, b in pairs]
-    r["cpu_ratio_rounds"] = [round(total_cpu(b) / total_cpu(a), 2) for a, b in pairs]
-    out["GET /api/inventory (SQLite), memstatus off"] = r
-    print(f"  {'... SQLite memstatus off':32} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
-          f"{r['redis_cpu_us_per_request']:4.0f} us/req  vs Spin's setting: req/s x{median(r['rps_ratio_rounds'])} "
-          f"{r['rps_ratio_rounds']}, cpu/req x{median(r['cpu_ratio_rounds'])} {r['cpu_ratio_rounds']}", flush=True)
+    out["GET /api/inventory (SQLite), memstatus off"] = paired(
+        "... SQLite memstatus off", (ubase, uscript, uredis, upid), whatif, "bd-whatif", tmp)
+    for kind, other in tls.items():
+        out[f"GET /api/inventory (page cache), Redis over TLS, {kind}"] = paired(
+            f"... page cache, rediss:// {kind}", (base, lua(tmp, "bd-inv", token=token), redis, pid),
+            other, f"bd-tls-{kind}", tmp)
     return out
 
 
-def edge(tmp, name="edge", env=None):
-    redis = Redis(tmp)
+def two_figures(x):
+    """Two decimals, or two significant figures below 0.1 (a ratio of 0.003 is not 0.0)."""
+    return float(f"{x:.2g}") if abs(x) < 0.1 else round(x, 2)
+
+
+def paired(name, reference, other, tag, tmp):
+    """GET /api/inventory at 16 connections on `other` (an edge from edge()) against
+    `reference` (base, script, redis, pid), alternating, paired round by round."""
+    base, script, redis, pid = reference
+    obase, oredis, otoken, opid = other
+    oscript = lua(tmp, tag, token=otoken)
+    rounds = alternate({
+        "reference": lambda: load(base + "/api/inventory", 16, script, redis, pid),
+        "other": lambda: load(obase + "/api/inventory", 16, oscript, oredis, opid),
+    })
+    pairs = list(zip(rounds["reference"], rounds["other"]))
+    r = {k: median([b[k] for _, b in pairs]) for k in STATS}
+    r["reference"] = {k: median([a[k] for a, _ in pairs]) for k in STATS}
+    r["rps_ratio_rounds"] = [two_figures(b["rps"] / a["rps"]) for a, b in pairs]
+    r["cpu_ratio_rounds"] = [two_figures(total_cpu(b) / total_cpu(a)) for a, b in pairs]
+    ref = r["reference"]
+    print(f"  {name:32} {r['rps']:8.0f} req/s  cpu {r['cpu_us_per_request']:5.0f} + redis "
+          f"{r['redis_cpu_us_per_request']:4.0f} us/req  (its reference in the same rounds: {ref['rps']:.0f} req/s, "
+          f"cpu {ref['cpu_us_per_request']:.0f} + redis {ref['redis_cpu_us_per_request']:.0f})  "
+          f"req/s x{median(r['rps_ratio_rounds'])} {r['rps_ratio_rounds']}, "
+          f"cpu/req x{median(r['cpu_ratio_rounds'])} {r['cpu_ratio_rounds']}", flush=True)
+    return r
+
+
+def edge(tmp, name="edge", env=None, tls=None):
+    redis = Redis(tmp, tls)
     port = free_port()
     state = os.path.join(tmp, f"{name}-state")
+    if tls:
+        env = {"SSL_CERT_FILE": tls_files(tmp, tls)[0], **(env or {})}
     proc = spawn(edge_host_cmd(port, state),
           env={"SPIN_VARIABLE_JWT_SECRET": SECRET, "SPIN_VARIABLE_REDIS_ADDRESS": redis.url,
                "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
@@ -481,7 +540,13 @@ def main():
         results, ratios = measure({"alchemix-edge": (base, eredis, endpoints(tmp, etoken, "edge", uncached, writer), epid),
                                    "node-seed": (nbase, nredis, endpoints(tmp, ntoken, "node"), npid)})
         whatif = edge(tmp, "edge-memstatus-off", {"EDGE_HOST_SQLITE_MEMSTATUS": "0", "SPIN_VARIABLE_PAGE_CACHE": "off"})
-        results["breakdown"] = breakdown((base, eredis, etoken, epid), uncached, whatif, tmp)
+        tls = {kind: edge(tmp, f"edge-tls-{kind}", tls=kind) for kind in TLS_KEYS}
+        # What a host trusts by default: the whole system bundle, loaded again per connection.
+        bundle = os.path.join(tmp, "system-bundle-and-ca.pem")
+        with open(bundle, "w") as f:
+            f.write(open(SYSTEM_CAS).read() + open(tls_files(tmp, "ecdsa")[0]).read())
+        tls["ecdsa, system CA bundle"] = edge(tmp, "edge-tls-bundle", {"SSL_CERT_FILE": bundle}, tls="ecdsa")
+        results["breakdown"] = breakdown((base, eredis, etoken, epid), uncached, whatif, tls, tmp)
         results["floor"] = floor(eredis, base, etoken)
         print("\nRedis per GET /api/inventory (MONITOR, sequential requests):")
         for name, (trips, commands) in rt.items():
