@@ -166,10 +166,8 @@ fn a_redis_password_comes_from_its_secret_variable_and_is_never_printed() {
 #[test]
 fn rediss_verifies_the_server_certificate_against_the_trusted_cas() {
     let dir = TempDir::new();
-    let (ca, cert, key) = tls_files(&dir.0);
+    let (ca_file, cert, key) = tls_files(&dir.0);
     let tls_port = free_port().to_string();
-    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let (cert, key, ca_file) = (path(&cert), path(&key), path(&ca));
     // The plain port stays open for this test's own checks; the edge gets only the TLS one.
     let redis = RedisServer::start_with_options(&[
         "--tls-port",

@@ -331,8 +331,9 @@ impl Drop for Edge {
 }
 
 /// A private CA and a server certificate it signed for `localhost` and 127.0.0.1, made with
-/// the openssl command (`.ci/run` installs it): `(ca.pem, server.pem, server.key)`.
-pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// the openssl command (`.ci/run` installs it): the paths of `(ca.pem, server.pem, server.key)`,
+/// as the strings redis-server's options and `SSL_CERT_FILE` take.
+pub fn tls_files(dir: &Path) -> (String, String, String) {
     let openssl = |args: &str| {
         let out = Command::new("openssl")
             .args(args.split_whitespace())
@@ -361,11 +362,8 @@ pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
          -extfile san.cnf -out server.pem",
     );
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+    let path = |name: &str| dir.join(name).display().to_string();
+    (path("ca.pem"), path("server.pem"), path("server.key"))
 }
 
 pub struct TempDir(pub PathBuf);
