@@ -1,5 +1,6 @@
 //! `GET /health`: 200 when the store and the database answer, 503 "degraded" otherwise;
-//! `warnings` names a store setting that can lose revocations.
+//! `warnings` names a store setting that can lose revocations (logged once every few minutes
+//! across the fleet).
 
 use serde_json::json;
 
@@ -27,11 +28,13 @@ pub fn health(cx: &Ctx<'_>) -> Response {
         "timestamp": iso8601(cx.now_ms),
         "services": { "redis": redis, "database": database },
     });
-    // Serving still works, so the status stays ok; the log repeats it on every probe until
-    // the setting is fixed.
+    // Serving still works, so the status stays ok. Every probe reports the warning; the log
+    // repeats it only every few minutes, until the setting is fixed.
     if let Some(warning) = warning {
-        eprintln!("alchemix-edge: warning: {warning}");
-        body["warnings"] = json!([warning]);
+        if warning.log {
+            eprintln!("alchemix-edge: warning: {}", warning.text);
+        }
+        body["warnings"] = json!([warning.text]);
     }
     let mut resp = Response::json(if healthy { 200 } else { 503 }, &body);
     if !healthy {

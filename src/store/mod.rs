@@ -103,8 +103,19 @@ pub trait Store {
     /// Records that the database schema is at `version` (checked by this request).
     fn note_schema(&self, version: i64) -> Result<(), StoreError>;
     /// Whether the store answers; `Some` names a setting under which it may lose state.
-    fn ping(&self) -> Result<Option<String>, StoreError>;
+    fn ping(&self) -> Result<Option<Warning>, StoreError>;
 }
+
+/// A store setting under which state may be lost, reported by every health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub text: String,
+    /// Whether this probe is the one to log it: load balancers probe every instance every few
+    /// seconds, and one line per `WARNING_LOG_INTERVAL_SECS` across the fleet is enough.
+    pub log: bool,
+}
+
+pub const WARNING_LOG_INTERVAL_SECS: i64 = 300;
 
 pub fn revoked_key(digest: &str) -> String {
     format!("ae:rv:{digest}")
@@ -129,6 +140,9 @@ pub const EPOCH_KEY: &str = "ae:epoch";
 
 /// The database schema version verified by some instance recently.
 pub const SCHEMA_KEY: &str = "ae:schema";
+
+/// Present while some instance has logged the store's warning recently.
+pub const WARNED_KEY: &str = "ae:warned";
 
 /// The slot keys of a limit's sliding window: the current one and the one before it.
 pub fn slot_keys(limit: &Limit, slot: i64) -> [String; 2] {

@@ -8,7 +8,8 @@ use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResu
 
 use super::{
     data_version_key, recorded_state, revoked_key, slot_keys, version_key, CacheProbe, Limit,
-    Outcome, PageAt, Store, StoreError, TokenRef, EPOCH_KEY, SCHEMA_KEY,
+    Outcome, PageAt, Store, StoreError, TokenRef, Warning, EPOCH_KEY, SCHEMA_KEY, WARNED_KEY,
+    WARNING_LOG_INTERVAL_SECS,
 };
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::WindowState;
@@ -446,13 +447,19 @@ impl Store for RedisStore<'_> {
             .map_err(|e| StoreError::Unavailable(describe(&e)))
     }
 
-    fn ping(&self) -> Result<Option<String>, StoreError> {
+    fn ping(&self) -> Result<Option<Warning>, StoreError> {
         let conn = self.conn()?;
         match conn.execute("INFO", &[RedisParameter::Binary(b"memory".to_vec())]) {
-            Ok(reply) => Ok(reply.iter().find_map(|r| match r {
-                RedisResult::Binary(text) => eviction_warning(&String::from_utf8_lossy(text)),
-                _ => None,
-            })),
+            Ok(reply) => {
+                let warning = reply.iter().find_map(|r| match r {
+                    RedisResult::Binary(text) => eviction_warning(&String::from_utf8_lossy(text)),
+                    _ => None,
+                });
+                Ok(warning.map(|text| Warning {
+                    text,
+                    log: first_to_warn(conn),
+                }))
+            }
             // Some hosted Redis services refuse INFO; the setting is then unknown.
             Err(_) => conn
                 .execute("PING", &[])
@@ -460,6 +467,22 @@ impl Store for RedisStore<'_> {
                 .map_err(|e| StoreError::Unavailable(describe(&e))),
         }
     }
+}
+
+/// Claims the fleet's next warning line. When the claim itself fails the line is logged
+/// anyway: a repeated warning is better than a lost one.
+fn first_to_warn(conn: &Connection) -> bool {
+    let params = [
+        RedisParameter::Binary(WARNED_KEY.as_bytes().to_vec()),
+        RedisParameter::Int64(1),
+        RedisParameter::Binary(b"NX".to_vec()),
+        RedisParameter::Binary(b"EX".to_vec()),
+        RedisParameter::Int64(WARNING_LOG_INTERVAL_SECS),
+    ];
+    !matches!(
+        conn.execute("SET", &params).as_deref(),
+        Ok([RedisResult::Nil])
+    )
 }
 
 /// Every key the edge writes has a TTL, so any eviction policy, the volatile ones included,

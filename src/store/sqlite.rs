@@ -2,7 +2,9 @@
 //! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
 //! (and several processes on one state dir) decide in turn, never past the limit.
 
-use super::{recorded_state, slot_keys, Limit, Outcome, PageAt, Store, StoreError, TokenRef};
+use super::{
+    recorded_state, slot_keys, Limit, Outcome, PageAt, Store, StoreError, TokenRef, Warning,
+};
 use crate::db::{Database, DbError, Value};
 use crate::ratelimit::{admits, WindowState};
 
@@ -162,7 +164,7 @@ impl Store for SqliteStore<'_> {
         Ok(())
     }
 
-    fn ping(&self) -> Result<Option<String>, StoreError> {
+    fn ping(&self) -> Result<Option<Warning>, StoreError> {
         self.exec("SELECT 1", &[]).map(|_| None)
     }
 }

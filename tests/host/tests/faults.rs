@@ -238,19 +238,40 @@ fn health_warns_while_redis_may_evict_revocations() {
         "--maxmemory-policy",
         "allkeys-lru",
     ]);
-    let edge = Edge::start(&evicting);
-    let r = get(&edge.url("/health"), None);
-    // Serving works, so the edge stays in the pool; the warning is in the body and the log.
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "ok");
-    let warning = r.body["warnings"][0].as_str().unwrap_or_default();
-    assert!(
-        warning.contains("allkeys-lru") && warning.contains("noeviction"),
-        "{}",
-        r.text
-    );
+    let fleet = [Edge::start(&evicting), Edge::start(&evicting)];
+    // Serving works, so the edge stays in the pool; every probe on every instance reports the
+    // warning, but only the first one logs it: probes come every few seconds.
+    for edge in fleet.iter().chain(&fleet) {
+        let r = get(&edge.url("/health"), None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["status"], "ok");
+        let warning = r.body["warnings"][0].as_str().unwrap_or_default();
+        assert!(
+            warning.contains("allkeys-lru") && warning.contains("noeviction"),
+            "{}",
+            r.text
+        );
+    }
     std::thread::sleep(Duration::from_millis(100));
-    assert!(edge.drain_log().join("\n").contains("noeviction"));
+    let logged: Vec<String> = fleet
+        .iter()
+        .flat_map(Edge::drain_log)
+        .filter(|line| line.contains("noeviction"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let ttl = evicting.ttl("ae:warned");
+    assert!(
+        (290..=300).contains(&ttl),
+        "the next line is due in {ttl} s"
+    );
+    // Once that interval has passed, the next probe logs it again.
+    redis::cmd("DEL")
+        .arg("ae:warned")
+        .query::<()>(&mut evicting.conn())
+        .unwrap();
+    get(&fleet[1].url("/health"), None);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(fleet[1].drain_log().join("\n").contains("noeviction"));
 
     let keeping = RedisServer::start_with_options(&[
         "--maxmemory",
