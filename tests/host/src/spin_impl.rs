@@ -167,7 +167,15 @@ impl redis::HostConnection for StoreState {
             Ok(client) => client,
             Err(_) => return Ok(Err(redis::Error::InvalidAddress)),
         };
-        let conn = match client.get_multiplexed_async_connection().await {
+        // Spin's client (redis-rs 0.29 in Spin 3.4, 0.32 later) waits without a deadline for
+        // both; redis-rs 1.x would give up after 1 s and 500 ms, which Spin users never see.
+        let unbounded = ::redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let conn = match client
+            .get_multiplexed_async_connection_with_config(&unbounded)
+            .await
+        {
             Ok(conn) => conn,
             Err(e) => return Ok(Err(redis::Error::Other(e.to_string()))),
         };

@@ -57,6 +57,24 @@ fn redis_down_means_503_not_401_and_recovery_without_restart() {
 }
 
 #[test]
+fn a_redis_that_stops_answering_holds_requests_as_spin_does() {
+    let redis = RedisServer::start();
+    let edge = Edge::start(&redis);
+    let token = signup(&edge, "paused@example.com");
+    redis.pause();
+    let url = edge.url("/auth/me");
+    let waiting = std::thread::spawn(move || get(&url, Some(&token)));
+    // Spin's Redis client sets no deadline, so neither does the host: no 503 after the 1 s a
+    // redis-rs 1.x client would wait, and the request is neither dropped nor failed.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!waiting.is_finished(), "answered while Redis was paused");
+    redis.resume();
+    let r = waiting.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["email"], "paused@example.com");
+}
+
+#[test]
 fn fail_open_routes_serve_while_redis_is_down() {
     let mut redis = RedisServer::start();
     let edge = Edge::builder(&redis.url())
