@@ -27,6 +27,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("redis_username", Some("")),
     ("redis_password", Some("")),
     ("jwt_previous_secret", Some("")),
+    ("redis_database", Some("0")),
 ];
 
 /// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
@@ -38,8 +39,8 @@ pub struct Config {
     /// The secret before a rotation, while its tokens may still be in use.
     pub jwt_previous_secret: Option<Secret>,
     /// The URL the store connects to, with the credentials from `redis_username` and
-    /// `redis_password` in it. Empty: no Redis; counters and
-    /// revocations use the embedded store.
+    /// `redis_password` and the number from `redis_database` in it. Empty: no Redis; counters
+    /// and revocations use the embedded store.
     pub redis_address: Secret,
     pub auth_limit: Option<Policy>,
     /// Failed logins per account and address; a successful login clears it.
@@ -122,13 +123,28 @@ impl RoutePattern {
 
 /// The URL to open: `redis_address` names only where Redis is, because it is also the
 /// manifest's `allowed_outbound_hosts` entry, which must be `scheme://host[:port]` (Spin refuses
-/// a path, and a rule with credentials in it never matches); the credentials are added here.
+/// a path, and a rule with credentials in it never matches); the credentials and the database
+/// number are added here (Spin checks only the scheme, host and port of the URL it opens).
 /// Errors never quote the password.
-fn redis_url(address: &str, username: &str, password: &str) -> Result<String, String> {
+fn redis_url(
+    address: &str,
+    username: &str,
+    password: &str,
+    database: &str,
+) -> Result<String, String> {
     let address = address.trim();
     if address.is_empty() {
         return Ok(String::new());
     }
+    let database = match database.trim() {
+        "" | "0" => String::new(),
+        n => format!(
+            "/{}",
+            n.parse::<u32>().map_err(|_| format!(
+                "redis_database: {n:?} is not a database number (0, 1, 2, ...)"
+            ))?
+        ),
+    };
     if address.contains('@') {
         return Err(
             "redis_address must not carry credentials: set redis_username and \
@@ -139,8 +155,8 @@ fn redis_url(address: &str, username: &str, password: &str) -> Result<String, St
     let shape_error = || {
         format!(
             "redis_address: {address:?} is not a URL like redis://host:6379 or \
-             rediss://host:6380 (TLS needs its port; no database number or path, which \
-             allowed_outbound_hosts refuses)"
+             rediss://host:6380 (TLS needs its port; no path, which allowed_outbound_hosts \
+             refuses: set redis_database for a database number)"
         )
     };
     let (scheme, rest) = address.split_once("://").ok_or_else(shape_error)?;
@@ -164,10 +180,10 @@ fn redis_url(address: &str, username: &str, password: &str) -> Result<String, St
         if !username.is_empty() {
             return Err("redis_username is set without redis_password".into());
         }
-        return Ok(format!("{scheme}://{authority}"));
+        return Ok(format!("{scheme}://{authority}{database}"));
     }
     Ok(format!(
-        "{scheme}://{}:{}@{authority}",
+        "{scheme}://{}:{}@{authority}{database}",
         percent_encode(username),
         percent_encode(password)
     ))
@@ -281,6 +297,7 @@ impl Config {
             &var("redis_address")?,
             &var("redis_username")?,
             &var("redis_password")?,
+            &var("redis_database")?,
         )?;
         let page_cache = var("page_cache")?;
         let page_cache_ms = match page_cache.trim() {
@@ -452,6 +469,32 @@ mod tests {
         );
         let e = url("redis://h", "edge", "").unwrap_err();
         assert!(e.contains("redis_password"), "{e}");
+    }
+
+    #[test]
+    fn a_database_number_is_the_path_of_the_url_opened_not_of_the_address() {
+        let url = |db: &str, p: &str| {
+            load(&[
+                ("jwt_secret", SECRET),
+                ("redis_address", "redis://h:6379"),
+                ("redis_password", p),
+                ("redis_database", db),
+            ])
+            .map(|c| c.redis_address.expose().to_string())
+        };
+        assert_eq!(url("0", "").unwrap(), "redis://h:6379");
+        assert_eq!(url(" 3 ", "").unwrap(), "redis://h:6379/3");
+        assert_eq!(url("15", "pw").unwrap(), "redis://:pw@h:6379/15");
+        for bad in ["-1", "one", "1/2", "99999999999"] {
+            let e = url(bad, "").unwrap_err();
+            assert!(e.contains("redis_database"), "{bad}: {e}");
+        }
+        let e = load(&[
+            ("jwt_secret", SECRET),
+            ("redis_address", "redis://h:6379/2"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("redis_database"), "{e}");
     }
 
     #[test]

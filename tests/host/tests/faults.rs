@@ -139,7 +139,7 @@ fn redis_address_outside_allowed_hosts_is_a_clear_503() {
 }
 
 /// Health, signup, me and logout all work, and the logout's revocation lands in `redis`.
-fn serves_and_revokes_through(edge: &Edge, redis: &RedisServer, email: &str) {
+fn serves_and_revokes_through(edge: &Edge, redis: &RedisServer, db: u32, email: &str) {
     assert_eq!(get(&edge.url("/health"), None).status, 200);
     let token = signup(edge, email);
     assert_eq!(get(&edge.url("/auth/me"), Some(&token)).status, 200);
@@ -149,7 +149,7 @@ fn serves_and_revokes_through(edge: &Edge, redis: &RedisServer, email: &str) {
     );
     let r = get(&edge.url("/auth/me"), Some(&token));
     assert_eq!(r.error(), "Token has been revoked. Please login again.");
-    let dump = redis.dump();
+    let dump = redis.dump_db(db);
     assert!(
         dump.iter().any(|(k, _)| k.starts_with("ae:rv:")),
         "{dump:?}"
@@ -164,7 +164,7 @@ fn a_redis_password_comes_from_its_secret_variable_and_is_never_printed() {
     let edge = Edge::builder(&redis.url())
         .var("redis_password", password)
         .start();
-    serves_and_revokes_through(&edge, &redis, "auth@example.com");
+    serves_and_revokes_through(&edge, &redis, 0, "auth@example.com");
 
     // A wrong password is an unavailable store: 503, never a 401 or a 500.
     let wrong = Edge::builder(&redis.url())
@@ -179,6 +179,26 @@ fn a_redis_password_comes_from_its_secret_variable_and_is_never_printed() {
     for secret in [password, "pa%3Ass", "not-the-one"] {
         assert!(!log.contains(secret), "{secret} in the log: {log}");
     }
+}
+
+#[test]
+fn redis_database_keeps_every_key_of_the_edge_in_that_database() {
+    let redis = RedisServer::start();
+    let edge = Edge::builder(&redis.url())
+        .var("redis_database", "5")
+        .start();
+    serves_and_revokes_through(&edge, &redis, 5, "db@example.com");
+    assert_eq!(redis.dump(), vec![], "database 0 holds nothing");
+
+    // A database the server does not have is an unavailable store, named in the log.
+    let missing = Edge::builder(&redis.url())
+        .var("redis_database", "99")
+        .start();
+    let r = login(&missing, "db@example.com", PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    std::thread::sleep(Duration::from_millis(100));
+    let log = missing.drain_log().join("\n");
+    assert!(log.contains("DB index is out of range"), "{log}");
 }
 
 #[test]
@@ -210,7 +230,7 @@ fn rediss_verifies_the_server_certificate_against_the_trusted_cas() {
     };
 
     let trusting = edge(Some(&ca_file));
-    serves_and_revokes_through(&trusting, &redis, "tls@example.com");
+    serves_and_revokes_through(&trusting, &redis, 0, "tls@example.com");
 
     // A certificate no trusted CA signed is an unavailable store: fail closed, never serve.
     let untrusting = edge(None);

@@ -151,7 +151,13 @@ impl RedisServer {
 
     /// Every key and its string value (other types as their TYPE name).
     pub fn dump(&self) -> Vec<(String, String)> {
+        self.dump_db(0)
+    }
+
+    /// [`Self::dump`] of one numbered database.
+    pub fn dump_db(&self, db: u32) -> Vec<(String, String)> {
         let mut conn = self.conn();
+        redis::cmd("SELECT").arg(db).query::<()>(&mut conn).unwrap();
         // SCAN, not KEYS: the same habit as production code, even on a test server.
         let mut keys = Vec::new();
         let mut cursor = 0u64;
