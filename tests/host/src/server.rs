@@ -349,6 +349,11 @@ fn engine() -> Result<Engine> {
     if std::env::var_os("EDGE_HOST_PERFMAP").is_some() {
         config.profiler(ProfilingStrategy::PerfMap);
     }
+    // valgrind cannot reserve the pool's address space (terabytes of guard regions), so the
+    // instruction counts (`scripts/instructions`) run on the on-demand allocator.
+    if std::env::var_os("EDGE_HOST_VALGRIND").is_some() {
+        return Ok(Engine::new(&config)?);
+    }
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(1000)
         .total_memories(1000)
