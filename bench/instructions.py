@@ -65,7 +65,7 @@ class Host:
                                "SPIN_VARIABLE_CORS_ORIGINS": ORIGIN, **env},
                           log=self.log)
         self.base = f"http://127.0.0.1:{self.port}"
-        wait_for(lambda: isinstance(http("GET", self.base + "/health", timeout=20)[0], int), f"edge-host {name}")
+        wait_for(lambda: http("GET", self.base + "/health", timeout=20)[0] == 200, f"edge-host {name}")
         self.conn = HTTPConnection("127.0.0.1", self.port, timeout=60)
         self.parts = 0
 
