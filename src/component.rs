@@ -2,8 +2,9 @@
 //! loads the configuration from Spin variables, and runs the pipeline.
 
 use futures::StreamExt;
-use spin_sdk::http::{IncomingRequest, Response as SpinResponse};
+use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
+use spin_sdk::wit::wasi::http0_2_0::types::HeaderError;
 
 use crate::config::{settings_lookup, Config};
 use crate::db::spin::SpinDb;
@@ -15,7 +16,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 #[http_component]
-async fn handle(req: IncomingRequest) -> SpinResponse {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let resp = match read(req).await {
         Ok(req) => serve(&req),
         Err(e) => {
@@ -24,12 +25,45 @@ async fn handle(req: IncomingRequest) -> SpinResponse {
             resp
         }
     };
-    let mut builder = SpinResponse::builder();
-    builder.status(resp.status);
-    for (name, value) in resp.headers {
-        builder.header(name, value);
+    send(out, resp).await;
+}
+
+/// Hands the response to the host as it is: the SDK's `Response` would lowercase every header
+/// name again and copy the headers through a hash map first.
+async fn send(out: ResponseOutparam, resp: Response) {
+    let Response {
+        status,
+        headers,
+        body,
+    } = resp;
+    let (status, headers, body) = match fields(headers) {
+        Ok(headers) => (status, headers, body),
+        // Every header is the edge's own, so this is a bug, but it must still be an answer.
+        Err(e) => {
+            let fallback =
+                ApiError::Internal(format!("response headers refused by the host: {e:?}"))
+                    .into_response();
+            match fields(fallback.headers) {
+                Ok(headers) => (fallback.status, headers, fallback.body),
+                Err(_) => return,
+            }
+        }
+    };
+    let response = OutgoingResponse::new(headers);
+    if response.set_status_code(status).is_err() {
+        eprintln!("alchemix-edge: status {status} refused by the host");
     }
-    builder.body(resp.body).build()
+    if let Err(e) = out.set_with_body(response, body).await {
+        eprintln!("alchemix-edge: the response body could not be sent: {e:?}");
+    }
+}
+
+fn fields(headers: Vec<(String, String)>) -> Result<Headers, HeaderError> {
+    let list: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
+    Headers::from_list(&list)
 }
 
 async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
@@ -43,11 +77,12 @@ async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
         .headers()
         .entries()
         .into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                String::from_utf8_lossy(&v).into_owned(),
-            )
+        // Both are owned already: lowercase in place and keep valid UTF-8 without a copy.
+        .map(|(mut k, v)| {
+            k.make_ascii_lowercase();
+            let v = String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (k, v)
         })
         .collect();
     let declared = headers
