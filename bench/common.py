@@ -39,6 +39,28 @@ def http(method, url, body=None, token=None, timeout=30):
         return f"error:{type(e).__name__}", None
 
 
+PROCS = []
+
+
+def spawn(cmd, env=None, cwd=None, log=None):
+    """A background process, stopped by `stop_all` (its output to `log`, or dropped)."""
+    out = open(log, "w") if log else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    PROCS.append(p)
+    return p
+
+
+def stop_all():
+    for p in PROCS:
+        p.terminate()
+    for p in PROCS:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def build_release():
     """The release host and the component, as users run them."""
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "edge-host"], cwd=ROOT, check=True)

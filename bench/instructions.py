@@ -22,21 +22,11 @@ import time
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http  # noqa: E402
+from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http, spawn, stop_all  # noqa: E402
 
 REQUESTS = int(os.environ.get("INSTRUCTIONS_REQUESTS", "40"))
 SECRET = "instructions-secret-0123456789abcdef0123456789"
 ORIGIN = "https://app.example.com"
-PROCS = []
-
-
-def spawn(cmd, env=None, log=None):
-    out = open(log, "w") if log else subprocess.DEVNULL
-    p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
-    PROCS.append(p)
-    return p
-
-
 def wait_for(check, what, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -177,10 +167,7 @@ def main():
             results["POST /auth/login -> 429"] = uncached.count(
                 "POST", "/auth/login", {"content-type": "application/json"}, wrong, expect=429)
         finally:
-            for p in PROCS:
-                p.terminate()
-            for p in PROCS:
-                p.wait()
+            stop_all()
     print(f"instructions per request (callgrind, {REQUESTS} requests each, edge-host user space):")
     for name, r in results.items():
         print(f"  {name:<52} {r['instructions']:>11,}   guest {r['guest']:>9,} ({r['guest'] / r['instructions']:.0%})")

@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.request
 
-from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http
+from common import PASSWORD, ROOT, build_release, edge_host_cmd, free_port, http, spawn, stop_all
 
 STATS = ("rps", "p50_ms", "p99_ms", "redis_commands_per_request", "cpu_us_per_request",
          "redis_cpu_us_per_request")
@@ -34,18 +34,10 @@ ONLY = [e.strip() for e in os.environ.get("BENCH_ONLY", "").split(",") if e.stri
 ORIGIN = "https://bench.example"
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 NODE_SEED = os.environ.get("NODE_SEED_DIR", os.path.join(ROOT, "..", "shared", "bench", "node-seed"))
-PROCS = []
 
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
-
-
-def spawn(cmd, env=None, cwd=None, log=None):
-    out = open(log, "w") if log else subprocess.DEVNULL
-    p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-    PROCS.append(p)
-    return p
 
 
 def wait_http(url, timeout=60):
@@ -570,13 +562,7 @@ def main():
             json.dump(report, f, indent=2)
         print("\nwritten: bench-results/latest.json")
     finally:
-        for p in PROCS:
-            p.terminate()
-        for p in PROCS:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
