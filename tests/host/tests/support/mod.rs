@@ -295,6 +295,8 @@ impl EdgeBuilder {
                 }
             });
         }
+        // Only the readers hold senders now, so the channel closes when both pipes do.
+        drop(tx);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         while Instant::now() < deadline {
@@ -310,7 +312,9 @@ impl EdgeBuilder {
                 Ok(line) => seen.push(line),
                 Err(_) => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        while let Ok(line) = rx.try_recv() {
+                        // The readers may still hold its last lines (such as "Address already
+                        // in use", which the caller retries on): wait for the pipes to close.
+                        while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
                             seen.push(line);
                         }
                         return Err(format!("edge-host exited ({status}): {}", seen.join("\n")));
