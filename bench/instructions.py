@@ -72,10 +72,12 @@ class Host:
             self.send(method, path, headers, payload, expect)
         self.callgrind("-d")
         self.parts += 1
-        total, guest = instructions(f"{self.out}.{self.parts}", f"/tmp/perf-{self.proc.pid}.map")
+        dump = f"{self.out}.{self.parts}"
+        total, guest = instructions(dump, f"/tmp/perf-{self.proc.pid}.map")
         per_function = {name: n / REQUESTS for name, n in guest.items()}
         return {"instructions": round(total / REQUESTS), "guest": round(sum(guest.values()) / REQUESTS),
-                "guest_functions": dict(sorted(per_function.items(), key=lambda kv: -kv[1])[:12])}
+                "guest_functions": dict(sorted(per_function.items(), key=lambda kv: -kv[1])[:12]),
+                "sqlite": {stage: round(n / REQUESTS) for stage, n in sqlite_stages(dump).items()}}
 
     def send(self, method, path, headers, payload, expect):
         self.conn.request(method, path, body=payload, headers=headers)
@@ -112,6 +114,36 @@ def instructions(dump, perf_map):
             name = symbols[i][2] if named else "(unnamed)"
             guest[name] = guest.get(name, 0) + n
     return total, guest
+
+
+# Each stage of a SQLite statement on a new connection, as the instructions spent inside the host
+# function that does it, callees included (the release profile keeps the host's symbols).
+SQLITE_STAGES = {
+    "open": "sqlite3_open_v2",
+    "prepare": "sqlite3_prepare_v3",
+    "schema parse": "sqlite3InitOne",
+    "step": "sqlite3_step",
+    "close": "core::ptr::drop_in_place<rusqlite::Connection>",
+}
+
+
+def sqlite_stages(dump):
+    """The SQLite stages' inclusive counts; "prepare" is split into the schema parse that a new
+    connection's first statement triggers and the statement's own compile."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump],
+                         check=True, capture_output=True, text=True).stdout
+    wanted = {function: stage for stage, function in SQLITE_STAGES.items()}
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+[^:]*:(.*?) \[", line)
+        if m and m.group(2) in wanted:
+            found[wanted[m.group(2)]] = int(m.group(1).replace(",", ""))
+    if not found:
+        return {}
+    found = {stage: found.get(stage, 0) for stage in SQLITE_STAGES}
+    return {"open": found["open"], "schema parse": found["schema parse"],
+            "statement compile": found["prepare"] - found["schema parse"], "step": found["step"],
+            "close": found["close"]}
 
 
 def readable(symbol):
@@ -172,6 +204,15 @@ def main():
     for name, r in results.items():
         print(f"  {name:<52} {r['instructions']:>11,}   guest {r['guest']:>9,} ({r['guest'] / r['instructions']:.0%})")
     hit = results["GET /api/inventory, page cache hit"]
+    sqlite_read = results["GET /api/inventory, page_cache = off (SQLite read)"]
+    if sqlite_read["sqlite"]:
+        total, spent = sqlite_read["instructions"], sum(sqlite_read["sqlite"].values())
+        print("a SQLite read's instructions, by where they go:")
+        for name, n in [*sqlite_read["sqlite"].items(), ("SQLite in all", spent),
+                        ("the guest", sqlite_read["guest"]),
+                        ("the rest of the host (wasmtime, hyper, Redis client, tokio)",
+                         total - spent - sqlite_read["guest"])]:
+            print(f"  {name:<60} {n:>11,} ({n / total:.0%})")
     print("the guest's instructions per cached read, by function:")
     for name, n in hit["guest_functions"].items():
         print(f"  {n:>9,.0f}  {name[:100]}")
