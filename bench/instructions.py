@@ -140,10 +140,9 @@ def sqlite_stages(dump):
             found[wanted[m.group(2)]] = int(m.group(1).replace(",", ""))
     if not found:
         return {}
-    found = {stage: found.get(stage, 0) for stage in SQLITE_STAGES}
-    return {"open": found["open"], "schema parse": found["schema parse"],
-            "statement compile": found["prepare"] - found["schema parse"], "step": found["step"],
-            "close": found["close"]}
+    n = lambda stage: found.get(stage, 0)  # noqa: E731
+    return {"open": n("open"), "schema parse": n("schema parse"),
+            "statement compile": n("prepare") - n("schema parse"), "step": n("step"), "close": n("close")}
 
 
 def readable(symbol):
