@@ -149,12 +149,7 @@ fn load_config() -> Result<Config, String> {
     let settings = spin_sdk::variables::get("settings")
         .map_err(|e| format!("cannot read the settings variable: {e}"))?;
     let lookup = settings_lookup(&settings)?;
-    Config::load(&|name| {
-        lookup
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    })
+    Config::load(&|name| lookup.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
 }
 
 fn random(buf: &mut [u8]) {

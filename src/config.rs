@@ -204,7 +204,7 @@ fn percent_encode(text: &str) -> String {
 
 /// Splits the `settings` component variable (every application variable joined by
 /// [`SETTINGS_SEPARATOR`], so one host call per request reads them all) into a lookup.
-pub fn settings_lookup(settings: &str) -> Result<Vec<(&'static str, String)>, String> {
+pub fn settings_lookup(settings: &str) -> Result<Vec<(&'static str, &str)>, String> {
     let values: Vec<&str> = settings.split(SETTINGS_SEPARATOR).collect();
     if values.len() != VARIABLES.len() {
         return Err(format!(
@@ -221,20 +221,22 @@ pub fn settings_lookup(settings: &str) -> Result<Vec<(&'static str, String)>, St
     Ok(VARIABLES
         .iter()
         .zip(values)
-        .map(|((name, _), value)| (*name, value.to_string()))
+        .map(|((name, _), value)| (*name, value))
         .collect())
 }
 
 impl Config {
     /// Reads and checks every variable; the error is a log line for the operator.
-    pub fn load(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| -> Result<String, String> {
+    /// Values are borrowed: every request parses the configuration anew (a fresh instance), so
+    /// it copies only what it keeps.
+    pub fn load<'a>(get: &dyn Fn(&str) -> Option<&'a str>) -> Result<Self, String> {
+        let var = |name: &str| -> Result<&'a str, String> {
             match get(name) {
                 Some(v) => Ok(v),
                 None => VARIABLES
                     .iter()
                     .find(|(n, _)| *n == name)
-                    .and_then(|(_, d)| d.map(str::to_string))
+                    .and_then(|(_, d)| *d)
                     .ok_or_else(|| format!("variable {name} is required but has no value")),
             }
         };
@@ -255,10 +257,10 @@ impl Config {
                      (or leave it empty)"
                 ))
             }
-            _ => Some(Secret(previous)),
+            _ => Some(Secret(previous.to_string())),
         };
         let policy = |name: &'static str, var_name: &str| -> Result<Option<Policy>, String> {
-            Policy::parse(name, &var(var_name)?).map_err(|e| e.to_string())
+            Policy::parse(name, var(var_name)?).map_err(|e| e.to_string())
         };
         let token_ttl = var("token_ttl")?;
         let token_ttl_ms = parse_duration_ms(token_ttl.trim())
@@ -294,10 +296,10 @@ impl Config {
             .filter(|p| (1..=128).contains(p))
             .ok_or_else(|| format!("ipv6_subnet: {subnet:?} is not a prefix length 1-128"))?;
         let redis_address = redis_url(
-            &var("redis_address")?,
-            &var("redis_username")?,
-            &var("redis_password")?,
-            &var("redis_database")?,
+            var("redis_address")?,
+            var("redis_username")?,
+            var("redis_password")?,
+            var("redis_database")?,
         )?;
         let page_cache = var("page_cache")?;
         let page_cache_ms = match page_cache.trim() {
@@ -315,7 +317,7 @@ impl Config {
             ),
         };
         Ok(Self {
-            jwt_secret: Secret(jwt_secret),
+            jwt_secret: Secret(jwt_secret.to_string()),
             jwt_previous_secret,
             redis_address: Secret(redis_address),
             auth_limit: policy("auth", "auth_rate_limit")?,
@@ -345,7 +347,11 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::load(&|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        Config::load(&|name| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        })
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -524,8 +530,9 @@ mod tests {
     #[test]
     fn settings_split_into_variables() {
         let joined: Vec<String> = VARIABLES.iter().map(|(n, _)| format!("v-{n}")).collect();
-        let lookup = settings_lookup(&joined.join("\u{1f}")).unwrap();
-        assert_eq!(lookup[0], ("jwt_secret", "v-jwt_secret".to_string()));
+        let settings = joined.join("\u{1f}");
+        let lookup = settings_lookup(&settings).unwrap();
+        assert_eq!(lookup[0], ("jwt_secret", "v-jwt_secret"));
         assert!(settings_lookup("only-one")
             .unwrap_err()
             .contains("expected"));

@@ -53,7 +53,7 @@ pub fn policy(data: &[u8]) {
         let i = crate::config::VARIABLES
             .iter()
             .position(|(n, _)| *n == name)?;
-        values.get(i).map(|v| v.to_string())
+        values.get(i).copied()
     });
 }
 

@@ -5,6 +5,8 @@
 //! is `prev * (window - elapsed) / window + curr`, which removes the 2x burst a fixed window
 //! allows at its boundary.
 
+use std::fmt::{self, Write};
+
 use crate::policy::Policy;
 
 /// The counters a store read (and possibly wrote) for one policy.
@@ -80,20 +82,29 @@ fn wait_ms(policy: &Policy, s: &WindowState) -> u64 {
 
 /// `RateLimit-Policy` (IETF draft, structured-field list) for the policies that applied.
 pub fn policy_header(policies: &[&Policy]) -> String {
-    policies
-        .iter()
-        .map(|p| format!("\"{}\";q={};w={}", p.name, p.limit, p.window_secs()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    list(policies, |out, p| {
+        write!(out, "\"{}\";q={};w={}", p.name, p.limit, p.window_secs())
+    })
 }
 
 /// `RateLimit` (IETF draft) with each policy's remaining quota and reset.
 pub fn ratelimit_header(items: &[(&Policy, Quota)]) -> String {
-    items
-        .iter()
-        .map(|(p, q)| format!("\"{}\";r={};t={}", p.name, q.remaining, q.reset_secs))
-        .collect::<Vec<_>>()
-        .join(", ")
+    list(items, |out, (p, q)| {
+        write!(out, "\"{}\";r={};t={}", p.name, q.remaining, q.reset_secs)
+    })
+}
+
+/// A structured-field list written into one string: these headers go out on every response.
+fn list<T>(items: &[T], item: impl Fn(&mut String, &T) -> fmt::Result) -> String {
+    let mut out = String::with_capacity(32 * items.len());
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = item(&mut out, x);
+    }
+    out
 }
 
 #[cfg(test)]
