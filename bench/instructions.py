@@ -7,7 +7,9 @@ memory is mapped and unmapped per request instead of reused). One client on one 
 connection sends each probe's requests one after another; callgrind's counters are zeroed
 before them and dumped after, so only those requests are counted. Instructions in code without
 a file (the component, compiled by Cranelift at startup) are the guest's share, named from the
-perf map wasmtime writes (`EDGE_HOST_PERFMAP=1`).
+perf map wasmtime writes (`EDGE_HOST_PERFMAP=1`). edge-host also logs each `memory.grow` of the
+guest (`EDGE_HOST_LOG_MEMORY_GROWTH=1`): a count no instruction total shows, and one the pooling
+allocator makes costly (see `GrowthLog` in tests/host/src/lib.rs).
 """
 
 import json
@@ -48,7 +50,8 @@ class Host:
         self.log = os.path.join(tmp, f"{name}.log")
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}"]
         self.proc = spawn(cmd + edge_host_cmd(self.port, os.path.join(tmp, f"{name}-state")),
-                          env={"EDGE_HOST_VALGRIND": "1", "EDGE_HOST_PERFMAP": "1", "SPIN_VARIABLE_JWT_SECRET": SECRET,
+                          env={"EDGE_HOST_VALGRIND": "1", "EDGE_HOST_PERFMAP": "1", "EDGE_HOST_LOG_MEMORY_GROWTH": "1",
+                               "SPIN_VARIABLE_JWT_SECRET": SECRET,
                                "SPIN_VARIABLE_REDIS_ADDRESS": f"redis://127.0.0.1:{redis_port}",
                                "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
                                "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m",
@@ -63,21 +66,29 @@ class Host:
         subprocess.run(["callgrind_control", command, str(self.proc.pid)], check=True, capture_output=True)
 
     def count(self, method, path, headers, body=None, expect=200):
-        """Instructions per request over REQUESTS requests, the guest's, and the guest's by
-        function."""
+        """Instructions per request over REQUESTS requests, the guest's, the guest's by function,
+        and the guest's memory growths."""
         payload = json.dumps(body) if body is not None else None
         self.send(method, path, headers, payload, expect)
+        grown = self.growths()
         self.callgrind("-z")
         for _ in range(REQUESTS):
             self.send(method, path, headers, payload, expect)
         self.callgrind("-d")
+        grown = self.growths() - grown
         self.parts += 1
         dump = f"{self.out}.{self.parts}"
         total, guest = instructions(dump, f"/tmp/perf-{self.proc.pid}.map")
         per_function = {name: n / REQUESTS for name, n in guest.items()}
         return {"instructions": round(total / REQUESTS), "guest": round(sum(guest.values()) / REQUESTS),
+                "memory_grows": grown / REQUESTS,
                 "guest_functions": dict(sorted(per_function.items(), key=lambda kv: -kv[1])[:12]),
                 "sqlite": {stage: round(n / REQUESTS) for stage, n in sqlite_stages(dump).items()}}
+
+    def growths(self):
+        """The guest memory growths edge-host has logged so far (the log is written as it goes)."""
+        with open(self.log, errors="replace") as f:
+            return sum("guest memory grew" in line for line in f)
 
     def send(self, method, path, headers, payload, expect):
         self.conn.request(method, path, body=payload, headers=headers)
@@ -201,7 +212,8 @@ def main():
             stop_all()
     print(f"instructions per request (callgrind, {REQUESTS} requests each, edge-host user space):")
     for name, r in results.items():
-        print(f"  {name:<52} {r['instructions']:>11,}   guest {r['guest']:>9,} ({r['guest'] / r['instructions']:.0%})")
+        print(f"  {name:<52} {r['instructions']:>11,}   guest {r['guest']:>9,} ({r['guest'] / r['instructions']:.0%})"
+              f"   memory grows {r['memory_grows']:.2f}")
     hit = results["GET /api/inventory, page cache hit"]
     sqlite_read = results["GET /api/inventory, page_cache = off (SQLite read)"]
     if sqlite_read["sqlite"]:
@@ -212,9 +224,10 @@ def main():
                         ("the rest of the host (wasmtime, hyper, Redis client, tokio)",
                          total - spent - sqlite_read["guest"])]:
             print(f"  {name:<60} {n:>11,} ({n / total:.0%})")
-    print("the guest's instructions per cached read, by function:")
-    for name, n in hit["guest_functions"].items():
-        print(f"  {n:>9,.0f}  {name[:100]}")
+    for what, r in (("cached read", hit), ("SQLite read", sqlite_read)):
+        print(f"the guest's instructions per {what}, by function:")
+        for name, n in r["guest_functions"].items():
+            print(f"  {n:>9,.0f}  {name[:100]}")
     os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench-results", "instructions.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -23,6 +23,41 @@ pub struct StoreState {
     http: WasiHttpCtx,
     table: ResourceTable,
     spin: std::sync::Arc<spin_impl::SpinState>,
+    growth: GrowthLog,
+}
+
+/// Reports each `memory.grow` of the guest on stderr when `EDGE_HOST_LOG_MEMORY_GROWTH` is set,
+/// for `scripts/instructions`. Under the pooling allocator a grown memory is dear: the new pages
+/// are made accessible with `mprotect`, and hidden again with another when the next instance
+/// takes the slot, and each call flushes the TLB of every core that runs the host. Every growth
+/// is allowed; the pool's `max_memory_size` still caps it.
+#[derive(Clone, Copy)]
+pub(crate) struct GrowthLog {
+    pub(crate) enabled: bool,
+}
+
+impl wasmtime::ResourceLimiter for GrowthLog {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Instantiation reports the initial size as growth from zero; only `memory.grow` counts.
+        if self.enabled && current > 0 {
+            eprintln!("edge-host: guest memory grew from {current} to {desired} bytes");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl WasiView for StoreState {

@@ -28,7 +28,7 @@ use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::runtime_config::{RuntimeConfig, SqliteDecl};
 use crate::spin_impl::{bindings, SpinState, SqliteDatabase};
 use crate::variables::Resolver;
-use crate::StoreState;
+use crate::{GrowthLog, StoreState};
 
 /// Spin's default cap on concurrent outbound Redis connections per app.
 const DEFAULT_REDIS_CONNECTIONS: usize = 1024;
@@ -59,6 +59,7 @@ pub struct App {
     spin: Arc<SpinState>,
     routes: Vec<String>,
     component_id: String,
+    growth: GrowthLog,
 }
 
 impl App {
@@ -163,6 +164,9 @@ impl App {
             spin,
             routes: routes.into_iter().map(String::from).collect(),
             component_id: component_id.to_string(),
+            growth: GrowthLog {
+                enabled: std::env::var_os("EDGE_HOST_LOG_MEMORY_GROWTH").is_some(),
+            },
         })
     }
 
@@ -188,8 +192,10 @@ impl App {
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 spin: self.spin.clone(),
+                growth: self.growth,
             },
         );
+        store.limiter(|s| &mut s.growth);
         // No request deadline is configured (as in `spin up`), so the epoch never interrupts.
         store.set_epoch_deadline(u64::MAX / 2);
         let (sender, receiver) = tokio::sync::oneshot::channel();
