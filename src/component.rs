@@ -2,9 +2,9 @@
 //! loads the configuration from Spin variables, and runs the pipeline.
 
 use futures::StreamExt;
-use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse};
 use spin_sdk::http_component;
-use spin_sdk::wit::wasi::http0_2_0::types::HeaderError;
+use spin_sdk::wit::wasi::http0_2_0::types::{HeaderError, OutgoingBody, ResponseOutparam};
 
 use crate::config::{settings_lookup, Config};
 use crate::db::spin::SpinDb;
@@ -16,7 +16,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 #[http_component]
-async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     let resp = match read(req).await {
         Ok(req) => serve(&req),
         Err(e) => {
@@ -25,12 +25,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             resp
         }
     };
-    send(out, resp).await;
+    send(out, resp);
 }
 
 /// Hands the response to the host as it is: the SDK's `Response` would lowercase every header
 /// name again and copy the headers through a hash map first.
-async fn send(out: ResponseOutparam, resp: Response) {
+fn send(out: spin_sdk::http::ResponseOutparam, resp: Response) {
     let Response {
         status,
         headers,
@@ -53,9 +53,51 @@ async fn send(out: ResponseOutparam, resp: Response) {
     if response.set_status_code(status).is_err() {
         eprintln!("alchemix-edge: status {status} refused by the host");
     }
-    if let Err(e) = out.set_with_body(response, body).await {
+    if let Err(e) = body_then_head(out.into_inner(), response, &body) {
         eprintln!("alchemix-edge: the response body could not be sent: {e:?}");
     }
+}
+
+/// The most of a body written before the response is handed over: the host buffers that
+/// much without a reader.
+const BODY_BEFORE_HEAD_BYTES: usize = 1 << 20;
+
+/// Writes the body (all of it, for every body the edge makes) before handing the response
+/// to the host, so the host has head and body together. The SDK's `set_with_body` hands the
+/// head over first; a host without `TCP_NODELAY` (Spin) then sends the body in a second
+/// segment that waits for the client's delayed ACK, ~40 ms on a keep-alive connection.
+fn body_then_head(
+    out: ResponseOutparam,
+    response: OutgoingResponse,
+    body: &[u8],
+) -> Result<(), String> {
+    let outgoing = response.body().map_err(|()| "body taken")?;
+    let stream = outgoing.write().map_err(|()| "body stream taken")?;
+    let failed = |e| format!("{e:?}");
+    let mut written = 0;
+    while written < body.len().min(BODY_BEFORE_HEAD_BYTES) {
+        match stream.check_write().map_err(failed)? {
+            0 => break,
+            room => {
+                let end = body.len().min(written + room.min(4096) as usize);
+                stream.write(&body[written..end]).map_err(failed)?;
+                written = end;
+            }
+        }
+    }
+    if written == body.len() {
+        drop(stream);
+        let finished = OutgoingBody::finish(outgoing, None);
+        ResponseOutparam::set(out, Ok(response));
+        return finished.map_err(|e| format!("{e:?}"));
+    }
+    // A body larger than the host buffers: the rest follows the head.
+    ResponseOutparam::set(out, Ok(response));
+    for chunk in body[written..].chunks(4096) {
+        stream.blocking_write_and_flush(chunk).map_err(failed)?;
+    }
+    drop(stream);
+    OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))
 }
 
 fn fields(headers: Vec<(String, String)>) -> Result<Headers, HeaderError> {
@@ -65,6 +107,11 @@ fn fields(headers: Vec<(String, String)>) -> Result<Headers, HeaderError> {
         .collect();
     Headers::from_list(&list)
 }
+
+/// A body over the limit but under this is read to its end and dropped before the 413, so a
+/// client that sends its whole body before reading (Python's http.client, many SDKs) reads
+/// the answer instead of a reset connection; past it, the connection is given up at once.
+const MAX_DRAINED_BYTES: u64 = 16 * 1024 * 1024;
 
 async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
     let method = req.method().to_string();
@@ -89,17 +136,24 @@ async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
         .iter()
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > MAX_DRAINED_BYTES) {
         return Err(ApiError::PayloadTooLarge);
     }
     let mut body = Vec::new();
+    let mut seen: u64 = 0;
     let mut stream = req.into_body_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > MAX_DRAINED_BYTES {
             return Err(ApiError::PayloadTooLarge);
         }
-        body.extend_from_slice(&chunk);
+        if seen <= MAX_BODY_BYTES as u64 {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY_BYTES as u64 {
+        return Err(ApiError::PayloadTooLarge);
     }
     Ok(Request {
         method,

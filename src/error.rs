@@ -13,11 +13,16 @@ pub enum ApiError {
     Unauthorized(&'static str),
     Forbidden(&'static str),
     NotFound(String),
-    MethodNotAllowed,
+    /// The methods the path does answer, for the `Allow` header (RFC 9110).
+    MethodNotAllowed(&'static str),
     PayloadTooLarge,
     TooManyRequests {
         message: String,
         retry_after: u64,
+        /// The policy that refused, with its limit and window, so a client can tell them apart.
+        policy: &'static str,
+        limit: u32,
+        window_secs: u64,
     },
     /// A dependency is down; clients should retry, and must not drop their tokens.
     Unavailable {
@@ -51,7 +56,7 @@ impl ApiError {
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
-            Self::MethodNotAllowed => 405,
+            Self::MethodNotAllowed(_) => 405,
             Self::PayloadTooLarge => 413,
             Self::TooManyRequests { .. } => 429,
             Self::Misconfigured | Self::Internal(_) => 500,
@@ -61,18 +66,30 @@ impl ApiError {
 
     pub fn into_response(self) -> Response {
         let status = self.status();
+        let allow = match &self {
+            Self::MethodNotAllowed(methods) => Some(*methods),
+            _ => None,
+        };
         let (message, details, retry_after) = match self {
             Self::BadRequest { message, details } => (message, details, None),
             Self::Unauthorized(m) | Self::Forbidden(m) => (m.to_string(), None, None),
             Self::NotFound(m) => (m, None, None),
-            Self::MethodNotAllowed => ("Method not allowed".into(), None, None),
+            Self::MethodNotAllowed(_) => ("Method not allowed".into(), None, None),
             Self::PayloadTooLarge => ("Request body too large (limit 10 MB)".into(), None, None),
             Self::TooManyRequests {
                 message,
                 retry_after,
+                policy,
+                limit,
+                window_secs,
             } => (
                 message,
-                Some(json!({ "retryAfter": retry_after })),
+                Some(json!({
+                    "policy": policy,
+                    "limit": limit,
+                    "window": window_secs,
+                    "retryAfter": retry_after,
+                })),
                 Some(retry_after),
             ),
             Self::Unavailable {
@@ -92,6 +109,9 @@ impl ApiError {
         let mut resp = Response::json(status, &body);
         if let Some(secs) = retry_after {
             resp.set_header("retry-after", secs.to_string());
+        }
+        if let Some(methods) = allow {
+            resp.set_header("allow", methods);
         }
         if status == 429 || status == 503 {
             resp.set_header("cache-control", "no-store");
@@ -121,6 +141,9 @@ mod tests {
         }
         .into_response();
         assert_eq!((r.status, r.header("retry-after")), (503, Some("2")));
+
+        let r = ApiError::MethodNotAllowed("GET, HEAD").into_response();
+        assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
 
         let r = ApiError::Internal("secret detail".into()).into_response();
         assert!(!String::from_utf8(r.body).unwrap().contains("secret"));

@@ -40,6 +40,10 @@ const COMMON: &[&str] = &[
 
 pub const BCRYPT_COST: u32 = 10;
 
+/// bcrypt reads only this many bytes of a password: two longer passwords sharing them would
+/// open the same account, so longer ones are refused rather than cut.
+pub const BCRYPT_MAX_BYTES: usize = 72;
+
 /// A valid cost-10 hash of a random string: unknown emails still pay one full compare.
 pub const DUMMY_HASH: &str = "$2b$10$/LiiYeK1FONiKkEYkg4CK.o8BOiLTnrQ4I2dK51KOEqubmhGLhvPS";
 
@@ -52,6 +56,11 @@ pub fn problems(password: &str) -> Vec<String> {
     }
     if len > 128 {
         out.push("Password must be at most 128 characters long".to_string());
+    }
+    if password.len() > BCRYPT_MAX_BYTES {
+        out.push(format!(
+            "Password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8 (bcrypt reads no further)"
+        ));
     }
     if !password.chars().any(|c| c.is_ascii_uppercase()) {
         out.push("Password must contain at least one uppercase letter".to_string());
@@ -90,13 +99,22 @@ fn has_run(s: &str, n: usize) -> bool {
     false
 }
 
+// The length is checked here rather than through bcrypt's `non_truncating_*` functions: those
+// count the terminating NUL bcrypt appends, so they refuse a password of exactly 72 bytes,
+// which bcrypt reads whole.
+
+/// `None` for a password bcrypt would cut (the policy refuses those first).
 pub fn hash(password: &str) -> Option<String> {
+    if password.len() > BCRYPT_MAX_BYTES {
+        return None;
+    }
     bcrypt::hash(password, BCRYPT_COST).ok()
 }
 
-/// Verifies against a stored hash; an unreadable hash is a mismatch, never a crash.
+/// Verifies against a stored hash; an unreadable hash, or a password longer than bcrypt
+/// reads, is a mismatch, never a crash and never a match on its first 72 bytes.
 pub fn verify(password: &str, hash: &str) -> bool {
-    bcrypt::verify(password, hash).unwrap_or(false)
+    password.len() <= BCRYPT_MAX_BYTES && bcrypt::verify(password, hash).unwrap_or(false)
 }
 
 /// Trimmed, lower-cased, and shaped like `local@domain.tld`, at most 254 characters.
@@ -130,6 +148,25 @@ mod tests {
         assert!(problems(&format!("A1!{}", "ab".repeat(70)))
             .iter()
             .any(|m| m.contains("128")));
+    }
+
+    #[test]
+    fn passwords_bcrypt_would_cut_are_refused() {
+        let at_limit = format!("Str0ng!Passw0rd{}", "xyz".repeat(19));
+        assert_eq!(at_limit.len(), 72);
+        assert!(problems(&at_limit).is_empty());
+        let longer = format!("{at_limit}y");
+        assert!(problems(&longer).iter().any(|m| m.contains("72 bytes")));
+        // Multi-byte characters count by their bytes: 30 characters, 90 bytes.
+        assert!(problems(&format!("Aa1!{}", "é".repeat(43)))
+            .iter()
+            .any(|m| m.contains("72 bytes")));
+        let hash = bcrypt::hash(&at_limit, 4).unwrap();
+        assert!(verify(&at_limit, &hash));
+        assert!(
+            !verify(&longer, &hash),
+            "the first 72 bytes alone never match"
+        );
     }
 
     #[test]

@@ -405,7 +405,11 @@ fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
         })
         .map(|(l, w)| (&l.policy, ratelimit::quota(&l.policy, w, false)))
         .collect();
-    let retry_after = denied.iter().map(|(_, q)| q.reset_secs).max().unwrap_or(1);
+    // The policy a client waits longest for is the one it is told about.
+    let Some((policy, quota)) = denied.iter().max_by_key(|(_, q)| q.reset_secs) else {
+        return ApiError::Internal("a refusal without a refusing policy".into());
+    };
+    let retry_after = quota.reset_secs;
     let message = if denied.iter().any(|(p, _)| p.name == "auth") {
         format!(
             "Too many authentication attempts. Please try again in {} minute(s).",
@@ -417,6 +421,9 @@ fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
     ApiError::TooManyRequests {
         message,
         retry_after,
+        policy: policy.name,
+        limit: policy.limit,
+        window_secs: policy.window_secs(),
     }
 }
 

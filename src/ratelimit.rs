@@ -73,8 +73,13 @@ fn wait_ms(policy: &Policy, s: &WindowState) -> u64 {
     } else if s.prev == 0 {
         0
     } else {
-        // Wait for the previous slot's weight to decay enough.
+        // Wait for the previous slot's weight to decay enough. With at least as much room as
+        // the previous slot held, its weight never stands in the way: no wait (this policy was
+        // not the one that refused).
         let room = limit - 1 - s.curr;
+        if room >= s.prev {
+            return 0;
+        }
         let needed = w - (u128::from(w) * u128::from(room) / u128::from(s.prev)) as u64;
         needed.saturating_sub(elapsed)
     }
@@ -187,6 +192,24 @@ mod tests {
         // Room for 5 more once the previous 10 weigh at most 5: at 50 s, 30 s from now.
         assert_eq!(q.reset_secs, 30);
         assert!(admits(10, 100_000, 10, 4, 50_000, 1));
+    }
+
+    #[test]
+    fn a_policy_with_room_to_spare_resets_soon_when_another_refuses() {
+        // Seen over HTTP: user 3/2s refused while api 100/2s had 2 in its previous slot and 5
+        // now; the reset once came out as 2^64 - ms.
+        let api = policy(100, 2);
+        let s = WindowState {
+            slot: 7,
+            prev: 2,
+            curr: 5,
+            elapsed_ms: 300,
+        };
+        let q = quota(&api, &s, false);
+        assert_eq!(q.remaining, 93);
+        assert_eq!(q.reset_secs, 1);
+        let roomy = WindowState { prev: 0, ..s };
+        assert_eq!(quota(&api, &roomy, false).reset_secs, 1);
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::db::Value;
 pub enum Kind {
     /// A string of at most this many characters; blank counts as absent.
     Text(usize),
-    /// A whole number within the range.
+    /// A whole number within the range, as a JSON number or numeric text (AlcheMix's forms
+    /// send `"2"`); an empty string counts as absent.
     Int(i64, i64),
-    /// A number within the range; an empty string counts as absent.
+    /// A number within the range, as a JSON number or numeric text; an empty string counts
+    /// as absent.
     Real(f64, f64),
     /// A list of at most 100 strings of at most 500 characters (or a string holding one).
     StringList,
@@ -46,26 +48,21 @@ pub fn check(field: &Field, value: &Json) -> Result<Value, String> {
             }
         }
         (Kind::Text(_), _) => return Err(format!("{name}: Must be a string")),
-        (Kind::Int(min, max), Json::Number(n)) => {
-            let i = n
-                .as_i64()
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                        .map(|f| f as i64)
-                })
-                .ok_or_else(|| format!("{name}: Must be a whole number"))?;
-            range(name, i as f64, min as f64, max as f64)?;
-            Value::Int(i)
+        (Kind::Int(..) | Kind::Real(..), Json::String(s)) if s.trim().is_empty() => Value::Null,
+        (Kind::Int(min, max), value) => {
+            let f = number(value).ok_or_else(|| format!("{name}: Must be a whole number"))?;
+            if f.fract() != 0.0 {
+                return Err(format!("{name}: Must be a whole number"));
+            }
+            range(name, f, min as f64, max as f64)?;
+            // In range of an i64 bound, so the conversion is exact.
+            Value::Int(f as i64)
         }
-        (Kind::Int(..), _) => return Err(format!("{name}: Must be a whole number")),
-        (Kind::Real(_, _), Json::String(s)) if s.trim().is_empty() => Value::Null,
-        (Kind::Real(min, max), Json::Number(n)) => {
-            let f = n.as_f64().unwrap_or(f64::NAN);
+        (Kind::Real(min, max), value) => {
+            let f = number(value).ok_or_else(|| format!("{name}: Must be a number"))?;
             range(name, f, min, max)?;
             Value::Real(f)
         }
-        (Kind::Real(..), _) => return Err(format!("{name}: Must be a number")),
         (Kind::Ref, Json::Number(n)) => match n.as_i64() {
             Some(i) if i >= 1 => Value::Int(i),
             _ => return Err(format!("{name}: Must be a positive whole number")),
@@ -103,6 +100,25 @@ pub fn check(field: &Field, value: &Json) -> Result<Value, String> {
         return Err(format!("{name}: Required"));
     }
     Ok(out)
+}
+
+/// A JSON number, or text that is one in decimal notation (what AlcheMix's `Number()`
+/// coercion accepts from its forms, less the hex, binary and `Infinity` spellings).
+fn number(value: &Json) -> Option<f64> {
+    match value {
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => {
+            let t = s.trim();
+            let decimal = !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+            decimal
+                .then(|| t.parse::<f64>().ok())
+                .flatten()
+                .filter(|f| f.is_finite())
+        }
+        _ => None,
+    }
 }
 
 fn range(name: &str, v: f64, min: f64, max: f64) -> Result<(), String> {
@@ -205,8 +221,31 @@ mod tests {
             Err("Stock Number: Must be at most 999999".into())
         );
         assert!(check(&STOCK, &json!(-1)).is_err());
-        assert!(check(&STOCK, &json!("3")).is_err());
+        assert_eq!(check(&STOCK, &json!("3")), Ok(Value::Int(3)));
+        assert_eq!(check(&STOCK, &json!(" 12 ")), Ok(Value::Int(12)));
+        assert_eq!(check(&STOCK, &json!("")), Ok(Value::Null));
+        assert_eq!(
+            check(&STOCK, &json!("2.5")),
+            Err("Stock Number: Must be a whole number".into())
+        );
+        assert_eq!(
+            check(&STOCK, &json!("two")),
+            Err("Stock Number: Must be a whole number".into())
+        );
+        assert!(check(&STOCK, &json!(true)).is_err());
+        assert_eq!(check(&ABV, &json!("47.3")), Ok(Value::Real(47.3)));
         assert_eq!(check(&ABV, &json!("")), Ok(Value::Null));
+        for bad in ["abc", "inf", "NaN", "0x10", "4 7", "1e999"] {
+            assert_eq!(
+                check(&ABV, &json!(bad)),
+                Err("ABV (%): Must be a number".into()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check(&ABV, &json!("101")),
+            Err("ABV (%): Must be at most 100".into())
+        );
         assert_eq!(check(&ABV, &json!(40.5)), Ok(Value::Real(40.5)));
         assert!(check(&ABV, &json!(101)).is_err());
     }

@@ -83,6 +83,10 @@ pub const MIGRATIONS: &[&[&str]] = &[
         // first: this table only repeated what `user_version` records.
         "DROP TABLE IF EXISTS schema_migrations",
     ],
+    &[
+        // Logins and signups match addresses in any case (AlcheMix stored them as typed).
+        "CREATE INDEX IF NOT EXISTS idx_users_email_lower ON users(lower(email))",
+    ],
 ];
 
 /// The version the migrations bring a database to.

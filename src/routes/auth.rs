@@ -65,24 +65,25 @@ pub fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
     let hash = password::hash(&password)
         .ok_or_else(|| ApiError::Internal("bcrypt hashing failed".into()))?;
+    // Addresses stored by AlcheMix itself may carry capitals: the same address in another case
+    // is the same account, checked in the one statement that inserts.
+    let exists = || ApiError::bad_request("User already exists with this email");
     let rows = cx
         .db
         .execute(
-            "INSERT INTO users (email, password_hash) VALUES (?, ?) \
+            "INSERT INTO users (email, password_hash) SELECT ?1, ?2 \
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(email) = ?1) \
              RETURNING id, email, created_at, token_version",
             &[Value::from(email.as_str()), Value::from(hash.as_str())],
         )
         .map_err(|e| {
             if e.is_unique_violation() {
-                ApiError::bad_request("User already exists with this email")
+                exists()
             } else {
                 db_error(e)
             }
         })?;
-    let row = rows
-        .rows
-        .first()
-        .ok_or_else(|| ApiError::Internal("insert returned no row".into()))?;
+    let row = rows.rows.first().ok_or_else(exists)?;
     let id = row[0].as_i64().unwrap_or_default();
     // A database recreated under the same Redis hands out ids again: pages cached for the
     // id's previous owner must not match the new owner's data version.
@@ -102,8 +103,10 @@ pub fn login(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
         Some(email) => cx
             .db
             .execute(
+                // Lower-cased input against every stored case (AlcheMix kept addresses as
+                // typed); an exact match wins over a case-folded one.
                 "SELECT id, email, created_at, password_hash, token_version \
-                 FROM users WHERE email = ?",
+                 FROM users WHERE lower(email) = ?1 ORDER BY email = ?1 DESC, id LIMIT 1",
                 &[Value::from(email.as_str())],
             )
             .map_err(db_error)?

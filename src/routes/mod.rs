@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod import;
 pub mod resources;
 
 use crate::error::ApiError;
@@ -50,21 +51,23 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     if let Some(api) = resources::resolve(method, path) {
         return api.map(|(resource, action)| Route::Api(resource, action));
     }
-    let candidates: &[(&str, Route)] = match path {
-        "/health" => &[("GET", Route::Health)],
-        "/openapi.json" => &[("GET", Route::OpenApi)],
-        "/auth/signup" => &[("POST", Route::Signup)],
-        "/auth/login" => &[("POST", Route::Login)],
-        "/auth/me" => &[("GET", Route::Me)],
-        "/auth/logout" => &[("POST", Route::Logout)],
-        "/auth/logout-all" => &[("POST", Route::LogoutAll)],
+    // Each path answers one method here (GET also answers HEAD).
+    let (allowed, route) = match path {
+        "/health" => ("GET", Route::Health),
+        "/openapi.json" => ("GET", Route::OpenApi),
+        "/auth/signup" => ("POST", Route::Signup),
+        "/auth/login" => ("POST", Route::Login),
+        "/auth/me" => ("GET", Route::Me),
+        "/auth/logout" => ("POST", Route::Logout),
+        "/auth/logout-all" => ("POST", Route::LogoutAll),
         _ => return Err(not_found(method, path)),
     };
-    candidates
-        .iter()
-        .find(|(m, _)| *m == method || (method == "HEAD" && *m == "GET"))
-        .map(|(_, r)| *r)
-        .ok_or(ApiError::MethodNotAllowed)
+    match (allowed, method) {
+        (m, _) if m == method => Ok(route),
+        ("GET", "HEAD") => Ok(route),
+        ("GET", _) => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        _ => Err(ApiError::MethodNotAllowed("POST")),
+    }
 }
 
 fn not_found(method: &str, path: &str) -> ApiError {
@@ -109,7 +112,7 @@ mod tests {
         assert_eq!(resolve("POST", "/auth/login/"), Ok(Route::Login));
         assert_eq!(
             resolve("GET", "/auth/login"),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::MethodNotAllowed("POST"))
         );
         assert!(matches!(
             resolve("GET", "/nope"),

@@ -10,6 +10,7 @@ use crate::db::{Database, DbError, Value};
 use crate::error::ApiError;
 use crate::http::{json_object, Request, Response};
 use crate::pipeline::Ctx;
+use crate::routes::import;
 use crate::validate::{check_body, Field, Kind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub enum Action {
     Create,
     Update(i64),
     Delete(i64),
+    /// `POST /api/<inventory|recipes>/import`: rows from an uploaded CSV file.
+    Import,
+    /// `DELETE /api/recipes/all`.
+    DeleteAll,
 }
 
 /// How updates treat fields the body leaves out.
@@ -49,6 +54,8 @@ struct Spec {
     not_found: &'static str,
     deleted: &'static str,
     list_extra: &'static str,
+    /// Whether `POST …/import` takes a CSV file of rows (AlcheMix: inventory and recipes).
+    importable: bool,
 }
 
 const fn text(key: &'static str, column: &'static str, max: usize) -> Field {
@@ -148,6 +155,7 @@ fn spec(resource: Resource) -> &'static Spec {
         not_found: "Bottle not found",
         deleted: "Bottle deleted successfully",
         list_extra: "",
+        importable: true,
     };
     const RECIPES: Spec = Spec {
         table: "recipes",
@@ -163,6 +171,7 @@ fn spec(resource: Resource) -> &'static Spec {
         not_found: "Recipe not found or access denied",
         deleted: "Recipe deleted successfully",
         list_extra: "",
+        importable: true,
     };
     const FAVORITES: Spec = Spec {
         table: "favorites",
@@ -174,6 +183,7 @@ fn spec(resource: Resource) -> &'static Spec {
         not_found: "Favorite not found",
         deleted: "Favorite removed successfully",
         list_extra: "",
+        importable: false,
     };
     const COLLECTIONS: Spec = Spec {
         table: "collections",
@@ -185,6 +195,7 @@ fn spec(resource: Resource) -> &'static Spec {
         not_found: "Collection not found or access denied",
         deleted: "Collection deleted successfully",
         list_extra: ", (SELECT COUNT(*) FROM recipes r WHERE r.collection_id = t.id AND r.user_id = t.user_id) AS recipe_count",
+        importable: false,
     };
     match resource {
         Resource::Inventory => &INVENTORY,
@@ -214,18 +225,34 @@ pub fn resolve(method: &str, path: &str) -> Option<Result<(Resource, Action), Ap
         _ => return None,
     };
     let spec = spec(resource);
+    let sub = |allowed: &'static str, action: Action| {
+        if method == allowed {
+            Ok(action)
+        } else {
+            Err(ApiError::MethodNotAllowed(allowed))
+        }
+    };
+    let item_methods = if spec.update == Update::None {
+        "DELETE"
+    } else {
+        "PUT, DELETE"
+    };
     let action = match (method, id) {
         ("GET" | "HEAD", None) => Ok(Action::List),
         ("POST", None) => Ok(Action::Create),
-        (_, None) => Err(ApiError::MethodNotAllowed),
+        (_, None) => Err(ApiError::MethodNotAllowed("GET, HEAD, POST")),
         (_, Some(id)) if id.contains('/') => return None,
-        ("PUT", Some(_)) if spec.update == Update::None => Err(ApiError::MethodNotAllowed),
+        (_, Some("import")) if spec.importable => sub("POST", Action::Import),
+        (_, Some("all")) if resource == Resource::Recipes => sub("DELETE", Action::DeleteAll),
+        ("PUT", Some(_)) if spec.update == Update::None => {
+            Err(ApiError::MethodNotAllowed(item_methods))
+        }
         ("PUT" | "DELETE", Some(id)) => match crate::validate::id(id) {
             Some(id) if method == "PUT" => Ok(Action::Update(id)),
             Some(id) => Ok(Action::Delete(id)),
             None => Err(ApiError::bad_request(spec.invalid_id)),
         },
-        (_, Some(_)) => Err(ApiError::MethodNotAllowed),
+        (_, Some(_)) => Err(ApiError::MethodNotAllowed(item_methods)),
     };
     Some(action.map(|a| (resource, a)))
 }
@@ -322,6 +349,8 @@ pub fn dispatch(
         Action::Create => create(spec, req, cx.db, user),
         Action::Update(id) => update(spec, id, req, cx.db, user),
         Action::Delete(id) => delete(spec, id, cx.db, user),
+        Action::Import => import(resource, spec, req, cx.db, user),
+        Action::DeleteAll => delete_all(spec, cx.db, user),
     }
 }
 
@@ -555,6 +584,17 @@ fn fetch(spec: &Spec, id: i64, db: &dyn Database, user: i64) -> Result<Json, Api
 fn create(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
     let values = checked(spec, req, true)?;
     check_reference(spec, &values, db, user)?;
+    let id = insert(spec, values, db, user)?;
+    Ok(Response::data(201, fetch(spec, id, db, user)?))
+}
+
+/// Inserts one checked row of the caller's; returns its id.
+fn insert(
+    spec: &Spec,
+    values: Vec<(Field, Value)>,
+    db: &dyn Database,
+    user: i64,
+) -> Result<i64, ApiError> {
     let cols: Vec<&str> = values.iter().map(|(f, _)| f.column).collect();
     let marks = vec!["?"; values.len() + 1].join(", ");
     let mut params = vec![Value::Int(user)];
@@ -562,19 +602,129 @@ fn create(spec: &Spec, req: &Request, db: &dyn Database, user: i64) -> Result<Re
         (Kind::StringList, Value::Null) => Value::Text("[]".into()),
         (_, v) => v,
     }));
-    let id = db
+    db.execute(
+        &format!(
+            "INSERT INTO {} (user_id, {}) VALUES ({marks}) RETURNING id",
+            spec.table,
+            cols.join(", ")
+        ),
+        &params,
+    )
+    .map_err(db_error)?
+    .first_i64()
+    .ok_or_else(|| ApiError::Internal("insert returned no id".into()))
+}
+
+/// `POST …/import`: every row that passes the field rules is stored, all in one transaction,
+/// and every other row is reported with its line; a file refused whole stores nothing.
+fn import(
+    resource: Resource,
+    spec: &Spec,
+    req: &Request,
+    db: &dyn Database,
+    user: i64,
+) -> Result<Response, ApiError> {
+    let upload = import::upload(req)?;
+    let (columns, collection) = match resource {
+        Resource::Recipes => (
+            import::RECIPE_COLUMNS,
+            import_collection(&upload, db, user)?,
+        ),
+        _ => (import::BOTTLE_COLUMNS, None),
+    };
+    let rows = import::rows(&upload.file, columns)?;
+    let mut good = Vec::with_capacity(rows.len());
+    let mut errors = Vec::new();
+    for mut row in rows {
+        if let Some(id) = collection {
+            row.values.insert("collection_id".into(), json!(id));
+        }
+        match check_body(spec.fields, &row.values, true) {
+            Ok(values) => good.push(values),
+            Err(problems) => errors.push(json!({ "row": row.line, "error": problems.join(", ") })),
+        }
+    }
+    let imported = good.len();
+    transaction(db, || {
+        good.into_iter()
+            .try_for_each(|values| insert(spec, values, db, user).map(drop))
+    })?;
+    let mut body = json!({
+        "success": true,
+        "imported": imported,
+        // AlcheMix's client reads an inventory import's `count`.
+        "count": imported,
+        "failed": errors.len(),
+    });
+    if !errors.is_empty() {
+        body["errors"] = Json::Array(errors);
+    }
+    Ok(Response::json(200, &body))
+}
+
+/// A recipe import's optional `collection_id` form field: one of the caller's collections.
+fn import_collection(
+    upload: &import::Upload,
+    db: &dyn Database,
+    user: i64,
+) -> Result<Option<i64>, ApiError> {
+    let raw = match upload.field("collection_id").map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(raw) => raw,
+    };
+    let Some(id) = crate::validate::id(raw) else {
+        return Err(ApiError::validation(
+            "Collection not found or access denied",
+            vec!["collection_id: Must be a positive whole number".into()],
+        ));
+    };
+    let field = RECIPE_FIELDS
+        .iter()
+        .find(|f| f.key == "collection_id")
+        .copied()
+        .ok_or_else(|| ApiError::Internal("recipes have no collection field".into()))?;
+    check_reference(
+        spec(Resource::Recipes),
+        &[(field, Value::Int(id))],
+        db,
+        user,
+    )?;
+    Ok(Some(id))
+}
+
+/// Runs `work` in one write transaction: all of it is stored, or nothing.
+fn transaction(
+    db: &dyn Database,
+    work: impl FnOnce() -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    db.execute("BEGIN IMMEDIATE", &[]).map_err(db_error)?;
+    match work() {
+        Ok(()) => db.execute("COMMIT", &[]).map(drop).map_err(db_error),
+        Err(e) => {
+            if let Err(rollback) = db.execute("ROLLBACK", &[]) {
+                eprintln!("rollback failed: {}", rollback.0);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `DELETE /api/recipes/all`: the caller's recipes; favorites that pointed at them keep their
+/// name and lose the link (the foreign key's `ON DELETE SET NULL`), as in AlcheMix.
+fn delete_all(spec: &Spec, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
+    let deleted = db
         .execute(
-            &format!(
-                "INSERT INTO {} (user_id, {}) VALUES ({marks}) RETURNING id",
-                spec.table,
-                cols.join(", ")
-            ),
-            &params,
+            &format!("DELETE FROM {} WHERE user_id = ? RETURNING id", spec.table),
+            &[Value::Int(user)],
         )
         .map_err(db_error)?
-        .first_i64()
-        .ok_or_else(|| ApiError::Internal("insert returned no id".into()))?;
-    Ok(Response::data(201, fetch(spec, id, db, user)?))
+        .rows
+        .len();
+    let noun = if deleted == 1 { "recipe" } else { "recipes" };
+    Ok(Response::json(
+        200,
+        &json!({ "success": true, "deleted": deleted, "message": format!("Deleted {deleted} {noun}") }),
+    ))
 }
 
 fn update(
@@ -657,7 +807,27 @@ mod tests {
         );
         assert_eq!(
             resolve("PUT", "/api/favorites/3").unwrap(),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::MethodNotAllowed("DELETE"))
+        );
+        assert_eq!(
+            resolve("POST", "/api/recipes/import").unwrap(),
+            Ok((Resource::Recipes, Action::Import))
+        );
+        assert_eq!(
+            resolve("GET", "/api/inventory/import").unwrap(),
+            Err(ApiError::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            resolve("DELETE", "/api/recipes/all").unwrap(),
+            Ok((Resource::Recipes, Action::DeleteAll))
+        );
+        assert_eq!(
+            resolve("POST", "/api/favorites/import").unwrap(),
+            Err(ApiError::MethodNotAllowed("DELETE"))
+        );
+        assert_eq!(
+            resolve("DELETE", "/api/inventory/all").unwrap(),
+            Err(ApiError::bad_request("Invalid bottle ID"))
         );
         assert_eq!(
             resolve("PUT", "/api/inventory/abc").unwrap(),
@@ -665,7 +835,7 @@ mod tests {
         );
         assert_eq!(
             resolve("PATCH", "/api/inventory").unwrap(),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::MethodNotAllowed("GET, HEAD, POST"))
         );
         assert!(resolve("GET", "/api/nothing").is_none());
         assert!(resolve("GET", "/api/inventory/1/2").is_none());

@@ -250,7 +250,8 @@ impl App {
                 accepted = listener.accept() => accepted?,
                 () = &mut shutdown => return Ok(()),
             };
-            let _ = stream.set_nodelay(true);
+            // No `TCP_NODELAY`, as in Spin: a response whose body leaves after its head waits
+            // for the client's delayed ACK here exactly as it would there.
             let app = self.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {

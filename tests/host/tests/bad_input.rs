@@ -184,16 +184,23 @@ fn bad_bodies_are_400_413_and_unknown_routes_404() {
     assert_json_error(&r, 401);
     signup(&edge, "after.sql@example.com");
 
-    // Declared too large: refused from the headers alone, before any body is read.
-    let head = "POST /auth/signup HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10485761\r\n\r\n";
-    let (status, text) = raw_request(edge.port, head, Vec::new());
+    // Declared too large: the body is read to its end and dropped, then refused.
+    let declared = 10 * 1024 * 1024 + 1;
+    let head = format!(
+        "POST /auth/signup HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n"
+    );
+    let (status, text) = raw_request(edge.port, &head, vec![b'a'; declared]);
     assert_eq!(status, 413, "{text}");
     assert!(
         text.contains("\"success\":false") && text.contains("x-frame-options: DENY"),
         "{text}"
     );
+    // Past what the edge drains (16 MiB): refused from the headers alone, before any body.
+    let head = "POST /auth/signup HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 16777217\r\n\r\n";
+    let (status, text) = raw_request(edge.port, head, Vec::new());
+    assert_eq!(status, 413, "{text}");
     // Streamed without a length: refused once the count passes 10 MB.
-    let head = "POST /auth/signup HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head = "POST /auth/signup HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
     let mut body = Vec::new();
     for _ in 0..11 {
         body.extend_from_slice(format!("{:x}\r\n", 1 << 20).as_bytes());
