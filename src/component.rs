@@ -1,9 +1,13 @@
 //! Spin's HTTP entry point: reads the request (refusing bodies over the limit while streaming),
 //! loads the configuration from Spin variables, and runs the pipeline.
 
+use std::cell::OnceCell;
+
+use async_trait::async_trait;
 use futures::StreamExt;
 use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse};
 use spin_sdk::http_component;
+use spin_sdk::redis;
 use spin_sdk::wit::wasi::http0_2_0::types::{HeaderError, OutgoingBody, ResponseOutparam};
 
 use crate::config::{settings_lookup, Config};
@@ -11,14 +15,14 @@ use crate::db::spin::SpinDb;
 use crate::error::ApiError;
 use crate::http::{Request, Response, MAX_BODY_BYTES};
 use crate::pipeline::{self, Services};
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisError, RedisLink, RedisParameter, RedisResult, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     let resp = match read(req).await {
-        Ok(req) => serve(&req),
+        Ok(req) => serve(&req).await,
         Err(e) => {
             let mut resp = e.into_response();
             pipeline::finish(&mut resp, None, &[], &random);
@@ -164,7 +168,7 @@ async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
     })
 }
 
-fn serve(req: &Request) -> Response {
+async fn serve(req: &Request) -> Response {
     let config = match load_config() {
         Ok(config) => config,
         Err(problem) => {
@@ -176,17 +180,14 @@ fn serve(req: &Request) -> Response {
     };
     let db = SpinDb::default();
     let now_ms = now_ms();
+    let link = SpinRedis::new(config.redis_address.expose());
     let redis;
     let embedded;
     let store: &dyn Store = if config.redis_address.is_empty() {
         embedded = SqliteStore::new(&db, now_ms);
         &embedded
     } else {
-        redis = RedisStore::new(
-            config.redis_address.expose(),
-            &db,
-            config.token_ttl_secs + 60,
-        );
+        redis = RedisStore::new(&link, &db, config.token_ttl_secs + 60);
         &redis
     };
     let services = Services {
@@ -195,7 +196,67 @@ fn serve(req: &Request) -> Response {
         random: &random,
         now_ms,
     };
-    pipeline::handle(req, &config, &services)
+    pipeline::handle(req, &config, &services).await
+}
+
+/// Spin's Redis interface for WASI 0.2 (`fermyon:spin/redis@2.0.0`): a connection opened on
+/// first use and dropped with the request, as Spin gives each request a fresh instance anyway.
+struct SpinRedis<'a> {
+    address: &'a str,
+    conn: OnceCell<redis::Connection>,
+}
+
+impl<'a> SpinRedis<'a> {
+    fn new(address: &'a str) -> Self {
+        Self {
+            address,
+            conn: OnceCell::new(),
+        }
+    }
+
+    fn conn(&self) -> Result<&redis::Connection, RedisError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
+        }
+        let conn = redis::Connection::open(self.address).map_err(from_spin)?;
+        Ok(self.conn.get_or_init(|| conn))
+    }
+}
+
+#[async_trait(?Send)]
+impl RedisLink for SpinRedis<'_> {
+    async fn execute(
+        &self,
+        command: &str,
+        params: &[RedisParameter],
+    ) -> Result<Vec<RedisResult>, RedisError> {
+        let params: Vec<redis::RedisParameter> = params
+            .iter()
+            .map(|p| match p {
+                RedisParameter::Int64(i) => redis::RedisParameter::Int64(*i),
+                RedisParameter::Binary(b) => redis::RedisParameter::Binary(b.clone()),
+            })
+            .collect();
+        let results = self.conn()?.execute(command, &params).map_err(from_spin)?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                redis::RedisResult::Nil => RedisResult::Nil,
+                redis::RedisResult::Status(s) => RedisResult::Status(s),
+                redis::RedisResult::Int64(i) => RedisResult::Int64(i),
+                redis::RedisResult::Binary(b) => RedisResult::Binary(b),
+            })
+            .collect())
+    }
+}
+
+fn from_spin(e: redis::Error) -> RedisError {
+    match e {
+        redis::Error::InvalidAddress => RedisError::InvalidAddress,
+        redis::Error::TooManyConnections => RedisError::TooManyConnections,
+        redis::Error::TypeError => RedisError::TypeError,
+        redis::Error::Other(m) => RedisError::Other(m),
+    }
 }
 
 /// One host call for every setting: `settings` joins all application variables.

@@ -67,7 +67,7 @@ pub fn store_error(e: StoreError) -> ApiError {
 }
 
 /// Serves one request; never panics on input, always answers JSON.
-pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
+pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
     let origin = req.header("origin");
     if req.method == "OPTIONS" {
         // Preflights are answered here: no token, no limiter, no store.
@@ -75,7 +75,7 @@ pub fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
         finish(&mut resp, Some(req), &config.cors_origins, svc.random);
         return resp;
     }
-    let mut resp = match run(req, config, svc) {
+    let mut resp = match run(req, config, svc).await {
         Ok(resp) => resp,
         Err((e, headers)) => {
             let mut resp = e.into_response();
@@ -112,7 +112,7 @@ pub fn finish(
 
 type Headers = Vec<(String, String)>;
 
-fn run(
+async fn run(
     req: &Request,
     config: &Config,
     svc: &Services<'_>,
@@ -178,7 +178,7 @@ fn run(
     let mut headers = Headers::new();
     let mut outcome: Option<Outcome> = None;
     if !limits.is_empty() || token_ref.is_some() {
-        match svc.store.check(&limits, token_ref) {
+        match svc.store.check(&limits, token_ref).await {
             Ok(o) => outcome = Some(o),
             Err(e) if config.fails_open(&req.method, &req.path) => {
                 eprintln!(
@@ -239,7 +239,7 @@ fn run(
         claims,
         token_digest: digest,
     };
-    let mut result = routes::dispatch(route, req, &cx);
+    let mut result = routes::dispatch(route, req, &cx).await;
     if let (Some(key), Some(o), Ok(resp), Some(ttl_ms)) =
         (&page_key, &outcome, &mut result, config.page_cache_ms)
     {
@@ -250,7 +250,7 @@ fn run(
                 body: &resp.body,
                 ttl_ms,
             };
-            if let Err(e) = svc.store.keep_page(page) {
+            if let Err(e) = svc.store.keep_page(page).await {
                 eprintln!("could not cache a page: {e:?}");
             }
         }
@@ -263,16 +263,16 @@ fn run(
         if action != Action::List {
             let written = result.as_ref().is_ok_and(Response::is_success);
             let since = outcome.as_ref().map(|o| o.data_version);
-            write_done(svc, user, resource, since.filter(|_| written), ttl_ms);
+            write_done(svc, user, resource, since.filter(|_| written), ttl_ms).await;
         }
     }
     if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < LATEST) {
-        if let Err(e) = svc.store.note_schema(LATEST) {
+        if let Err(e) = svc.store.note_schema(LATEST).await {
             eprintln!("could not record the schema version: {e:?}");
         }
     }
     if route.is_login() && result.as_ref().is_ok_and(Response::is_success) {
-        refund_login(&limits, outcome.as_ref(), svc.store);
+        refund_login(&limits, outcome.as_ref(), svc.store).await;
     }
     match result {
         Ok(mut resp) => {
@@ -286,7 +286,13 @@ fn run(
 /// Retires the user's cached pages after a write, handing the cache the written list's first
 /// page (read back on the write's own connection) so the read that usually follows a write is
 /// served from the cache. `since`: the data version the write's check read, if it succeeded.
-fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i64>, ttl_ms: u64) {
+async fn write_done(
+    svc: &Services<'_>,
+    user: i64,
+    resource: Resource,
+    since: Option<i64>,
+    ttl_ms: u64,
+) {
     let read_back = since.and_then(|_| match resources::first_page(resource, svc.db, user) {
         Ok(Some((name, body))) if body.len() <= MAX_CACHED_PAGE_BYTES => {
             Some((page_key(user, &name), body))
@@ -305,7 +311,7 @@ fn write_done(svc: &Services<'_>, user: i64, resource: Resource, since: Option<i
             body,
             ttl_ms,
         });
-    if let Err(e) = svc.store.data_changed(user, page) {
+    if let Err(e) = svc.store.data_changed(user, page).await {
         eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
     }
 }
@@ -348,12 +354,12 @@ fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String)
 
 /// A successful login or signup gives back its own per-IP unit (only failures stay counted,
 /// and earlier failures from the address still count), and clears the account's failures.
-fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, store: &dyn Store) {
+async fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, store: &dyn Store) {
     let Some(o) = outcome else { return };
     for (limit, window) in limits.iter().zip(&o.windows) {
         let result = match limit.policy.name {
-            "auth" => store.refund(limit, window.slot),
-            "login" => store.reset(limit, window.slot),
+            "auth" => store.refund(limit, window.slot).await,
+            "login" => store.reset(limit, window.slot).await,
             _ => Ok(()),
         };
         if let Err(e) = result {

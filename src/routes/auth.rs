@@ -52,7 +52,7 @@ fn db_error(e: crate::db::DbError) -> ApiError {
     ApiError::Internal(format!("database: {}", e.0))
 }
 
-pub fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
+pub async fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (email, password) = credentials(req)?;
     let email = password::normalize_email(&email)
         .ok_or_else(|| ApiError::bad_request("Invalid email format"))?;
@@ -87,7 +87,7 @@ pub fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let id = row[0].as_i64().unwrap_or_default();
     // A database recreated under the same Redis hands out ids again: pages cached for the
     // id's previous owner must not match the new owner's data version.
-    if let Err(e) = cx.store.data_changed(id, None) {
+    if let Err(e) = cx.store.data_changed(id, None).await {
         eprintln!("could not set a new user's data version: {e:?}");
     }
     let token = issue(cx, id, &email, row[3].as_i64().unwrap_or(0));
@@ -149,7 +149,7 @@ pub fn me(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(Response::data(200, user_json(row)))
 }
 
-pub fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+pub async fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let user = cx.user()?;
     let digest = cx.token_digest.as_deref().unwrap_or_default();
     // The database is the record that outlives Redis; the store is what every instance reads.
@@ -165,11 +165,12 @@ pub fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .map_err(db_error)?;
     cx.store
         .revoke(digest, user.exp)
+        .await
         .map_err(crate::pipeline::store_error)?;
     Ok(Response::message("Logged out successfully"))
 }
 
-pub fn logout_all(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+pub async fn logout_all(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let user = cx.user()?;
     let version = cx
         .db
@@ -182,6 +183,7 @@ pub fn logout_all(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     cx.store
         .raise_min_version(user.user_id, version, cx.config.token_ttl_secs + 60)
+        .await
         .map_err(crate::pipeline::store_error)?;
     Ok(Response::message("Logged out of all sessions"))
 }

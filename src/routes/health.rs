@@ -8,11 +8,11 @@ use crate::http::Response;
 use crate::pipeline::Ctx;
 use crate::time::iso8601;
 
-pub fn health(cx: &Ctx<'_>) -> Response {
+pub async fn health(cx: &Ctx<'_>) -> Response {
     let (redis, warning) = if cx.config.redis_address.is_empty() {
         ("embedded", None)
     } else {
-        match cx.store.ping() {
+        match cx.store.ping().await {
             Ok(warning) => ("ok", warning),
             Err(_) => ("down", None),
         }

@@ -76,14 +76,14 @@ fn not_found(method: &str, path: &str) -> ApiError {
     ApiError::NotFound(format!("Route {method} {shown} not found"))
 }
 
-pub fn dispatch(route: Route, req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
+pub async fn dispatch(route: Route, req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
     match route {
-        Route::Health => Ok(health::health(cx)),
-        Route::Signup => auth::signup(req, cx),
+        Route::Health => Ok(health::health(cx).await),
+        Route::Signup => auth::signup(req, cx).await,
         Route::Login => auth::login(req, cx),
         Route::Me => auth::me(cx),
-        Route::Logout => auth::logout(cx),
-        Route::LogoutAll => auth::logout_all(cx),
+        Route::Logout => auth::logout(cx).await,
+        Route::LogoutAll => auth::logout_all(cx).await,
         Route::OpenApi => Ok(openapi()),
         Route::Api(resource, action) => resources::dispatch(resource, action, req, cx),
     }

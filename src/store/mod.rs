@@ -4,6 +4,8 @@
 pub mod redis;
 pub mod sqlite;
 
+use async_trait::async_trait;
+
 use crate::db::{Database, DbError, Value};
 use crate::policy::Policy;
 use crate::ratelimit::WindowState;
@@ -78,32 +80,37 @@ pub enum StoreError {
     Misconfigured(String),
 }
 
+#[async_trait(?Send)]
 pub trait Store {
     /// Charges every limit and reads the token's revocation state, atomically, in one round trip.
-    fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError>;
+    async fn check(
+        &self,
+        limits: &[Limit],
+        token: Option<TokenRef<'_>>,
+    ) -> Result<Outcome, StoreError>;
     /// Gives back one unit charged in `slot` (a successful login is not an attempt that counts).
-    fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
+    async fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
     /// Forgets a subject's count under a policy (an account's failures after a good login).
-    fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
+    async fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
     /// Revokes one token until `expires_at` (unix seconds).
-    fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError>;
+    async fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Invalidates a user's tokens below `version`, for `ttl_secs` (the longest token life).
-    fn raise_min_version(
+    async fn raise_min_version(
         &self,
         user_id: i64,
         version: i64,
         ttl_secs: i64,
     ) -> Result<(), StoreError>;
     /// Keeps a page a read filled, tagged with the version it was read at.
-    fn keep_page(&self, page: PageAt<'_>) -> Result<(), StoreError>;
+    async fn keep_page(&self, page: PageAt<'_>) -> Result<(), StoreError>;
     /// Moves the user's data version on, so no page cached before this write is served again.
     /// A page the write read back after its commit is kept under the new version, but only if
     /// no other write moved the version on since `page.version` (it may lack that write).
-    fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError>;
+    async fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError>;
     /// Records that the database schema is at `version` (checked by this request).
-    fn note_schema(&self, version: i64) -> Result<(), StoreError>;
+    async fn note_schema(&self, version: i64) -> Result<(), StoreError>;
     /// Whether the store answers; `Some` names a setting under which it may lose state.
-    fn ping(&self) -> Result<Option<Warning>, StoreError>;
+    async fn ping(&self) -> Result<Option<Warning>, StoreError>;
 }
 
 /// A store setting under which state may be lost, reported by every health probe.

@@ -1,10 +1,9 @@
-//! The Redis store, through Spin's outbound Redis interface. Every check is one EVALSHA of one
-//! Lua script: time from Redis `TIME`, all limits decided together, the revocation state read
-//! in the same call, every counter key with a TTL.
+//! The Redis store, through Spin's outbound Redis interface (behind [`RedisLink`], one
+//! adapter per world). Every check is one EVALSHA of one Lua script: time from Redis `TIME`,
+//! all limits decided together, the revocation state read in the same call, every counter key
+//! with a TTL.
 
-use std::cell::OnceCell;
-
-use spin_sdk::redis::{Connection, Error as RedisError, RedisParameter, RedisResult};
+use async_trait::async_trait;
 
 use super::{
     data_version_key, recorded_state, revoked_key, slot_keys, version_key, CacheProbe, Limit,
@@ -139,10 +138,60 @@ const SCHEMA_TTL_SECS: i64 = 3600;
 /// Rows restored per script call after Redis lost its data.
 const RESTORE_CHUNK: usize = 256;
 
+/// A command argument, as Spin's Redis interface takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisParameter {
+    Int64(i64),
+    Binary(Vec<u8>),
+}
+
+/// A reply value, flattened as Spin's Redis interface returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisResult {
+    Nil,
+    Status(String),
+    Int64(i64),
+    Binary(Vec<u8>),
+}
+
+/// Why a command failed, in the terms of Spin's Redis errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisError {
+    /// Refused by `allowed_outbound_hosts`, or not a Redis URL.
+    InvalidAddress,
+    TooManyConnections,
+    TypeError,
+    Other(String),
+}
+
+/// Spin's Redis interface as the store uses it: one command at a time on a connection the
+/// adapter opens to the configured address (per request in WASI 0.2, kept for the instance's
+/// life in WASI 0.3).
+#[async_trait(?Send)]
+pub trait RedisLink {
+    async fn execute(
+        &self,
+        command: &str,
+        params: &[RedisParameter],
+    ) -> Result<Vec<RedisResult>, RedisError>;
+}
+
+/// Whether a failed command leaves its connection usable: Redis answered with an error of its
+/// own (Spin reports those as `other` with Redis's text, which starts with an upper-case code
+/// such as `NOSCRIPT` or `WRONGTYPE`). Anything else may be a broken connection.
+pub fn server_replied(e: &RedisError) -> bool {
+    match e {
+        RedisError::Other(message) => {
+            let code = message.split_whitespace().next().unwrap_or_default();
+            code.len() >= 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+        }
+        RedisError::TypeError => true,
+        RedisError::InvalidAddress | RedisError::TooManyConnections => false,
+    }
+}
+
 pub struct RedisStore<'a> {
-    address: String,
-    /// Spin gives each `open` a new connection; one per request is the least a request pays.
-    conn: OnceCell<Connection>,
+    link: &'a dyn RedisLink,
     /// The system of record, replayed into Redis when Redis has lost the revocation state.
     db: &'a dyn Database,
     /// How long a user's version floor must outlive the tokens below it.
@@ -150,10 +199,9 @@ pub struct RedisStore<'a> {
 }
 
 impl<'a> RedisStore<'a> {
-    pub fn new(address: &str, db: &'a dyn Database, version_ttl_secs: i64) -> Self {
+    pub fn new(link: &'a dyn RedisLink, db: &'a dyn Database, version_ttl_secs: i64) -> Self {
         Self {
-            address: address.to_string(),
-            conn: OnceCell::new(),
+            link,
             db,
             version_ttl_secs,
         }
@@ -161,7 +209,7 @@ impl<'a> RedisStore<'a> {
 
     /// Replays every live revocation and version floor from the database, then marks Redis as
     /// restored. Idempotent, so instances that notice the loss together may all run it.
-    fn restore(&self, now_s: i64) -> Result<(), StoreError> {
+    async fn restore(&self, now_s: i64) -> Result<(), StoreError> {
         let db_err = |e: DbError| StoreError::Unavailable(format!("restore: {}", e.0));
         let revoked = self
             .db
@@ -179,7 +227,7 @@ impl<'a> RedisStore<'a> {
                 .iter()
                 .map(|r| r[1].as_i64().unwrap_or(now_s))
                 .collect();
-            self.eval(REVOKE_SCRIPT, REVOKE_SHA1, &keys, &args)?;
+            self.eval(REVOKE_SCRIPT, REVOKE_SHA1, &keys, &args).await?;
         }
         let versions = self
             .db
@@ -195,18 +243,16 @@ impl<'a> RedisStore<'a> {
                 .collect();
             let mut args = vec![self.version_ttl_secs];
             args.extend(chunk.iter().map(|r| r[1].as_i64().unwrap_or_default()));
-            self.eval(RAISE_SCRIPT, RAISE_SHA1, &keys, &args)?;
+            self.eval(RAISE_SCRIPT, RAISE_SHA1, &keys, &args).await?;
         }
-        self.conn()?
-            .execute(
-                "SET",
-                &[
-                    RedisParameter::Binary(EPOCH_KEY.as_bytes().to_vec()),
-                    RedisParameter::Int64(now_s),
-                ],
-            )
-            .map(drop)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        self.command(
+            "SET",
+            &[
+                RedisParameter::Binary(EPOCH_KEY.as_bytes().to_vec()),
+                RedisParameter::Int64(now_s),
+            ],
+        )
+        .await?;
         eprintln!(
             "redis had lost its revocation state; restored {} revocations and {} version floors",
             revoked.rows.len(),
@@ -215,22 +261,18 @@ impl<'a> RedisStore<'a> {
         Ok(())
     }
 
-    fn conn(&self) -> Result<&Connection, StoreError> {
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn);
-        }
-        let conn = Connection::open(&self.address).map_err(|e| match e {
-            RedisError::InvalidAddress => StoreError::Misconfigured(
-                "redis_address is not allowed by allowed_outbound_hosts in spin.toml \
-                 (or is not a redis:// URL)"
-                    .into(),
-            ),
-            other => StoreError::Unavailable(describe(&other)),
-        })?;
-        Ok(self.conn.get_or_init(|| conn))
+    async fn command(
+        &self,
+        command: &str,
+        params: &[RedisParameter],
+    ) -> Result<Vec<RedisResult>, StoreError> {
+        self.link
+            .execute(command, params)
+            .await
+            .map_err(store_error)
     }
 
-    fn eval(
+    async fn eval(
         &self,
         script: &str,
         sha1: &str,
@@ -238,17 +280,16 @@ impl<'a> RedisStore<'a> {
         args: &[i64],
     ) -> Result<Vec<RedisResult>, StoreError> {
         let args = args.iter().map(|a| RedisParameter::Int64(*a)).collect();
-        self.eval_with(script, sha1, keys, args)
+        self.eval_with(script, sha1, keys, args).await
     }
 
-    fn eval_with(
+    async fn eval_with(
         &self,
         script: &str,
         sha1: &str,
         keys: &[String],
         args: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, StoreError> {
-        let conn = self.conn()?;
         let mut params = Vec::with_capacity(2 + keys.len() + args.len());
         params.push(RedisParameter::Binary(sha1.as_bytes().to_vec()));
         params.push(RedisParameter::Int64(keys.len() as i64));
@@ -257,14 +298,24 @@ impl<'a> RedisStore<'a> {
                 .map(|k| RedisParameter::Binary(k.as_bytes().to_vec())),
         );
         params.extend(args);
-        match conn.execute("EVALSHA", &params) {
+        match self.link.execute("EVALSHA", &params).await {
             Err(RedisError::Other(msg)) if msg.to_ascii_uppercase().contains("NOSCRIPT") => {
                 params[0] = RedisParameter::Binary(script.as_bytes().to_vec());
-                conn.execute("EVAL", &params)
-                    .map_err(|e| StoreError::Unavailable(describe(&e)))
+                self.command("EVAL", &params).await
             }
-            other => other.map_err(|e| StoreError::Unavailable(describe(&e))),
+            other => other.map_err(store_error),
         }
+    }
+}
+
+fn store_error(e: RedisError) -> StoreError {
+    match e {
+        RedisError::InvalidAddress => StoreError::Misconfigured(
+            "redis_address is not allowed by allowed_outbound_hosts in spin.toml \
+             (or is not a redis:// URL)"
+                .into(),
+        ),
+        other => StoreError::Unavailable(describe(&other)),
     }
 }
 
@@ -289,8 +340,13 @@ fn ints(results: &[RedisResult]) -> Result<Vec<i64>, StoreError> {
         .collect()
 }
 
+#[async_trait(?Send)]
 impl Store for RedisStore<'_> {
-    fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
+    async fn check(
+        &self,
+        limits: &[Limit],
+        token: Option<TokenRef<'_>>,
+    ) -> Result<Outcome, StoreError> {
         let mut keys: Vec<String> = limits.iter().map(Limit::key).collect();
         let probe = token.map_or(CacheProbe::None, |t| t.cache);
         if let Some(t) = token {
@@ -317,7 +373,7 @@ impl Store for RedisStore<'_> {
             CacheProbe::Version => 1,
             CacheProbe::Page(_) => 2,
         });
-        let mut results = self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args)?;
+        let mut results = self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args).await?;
         let fields = 7 + 4 * limits.len();
         let body = match results.len() {
             n if n == fields + 1 => match results.pop() {
@@ -356,7 +412,7 @@ impl Store for RedisStore<'_> {
             // A miss from a Redis that lost its data proves nothing: restore, then answer
             // this request from the record.
             let now_s = outcome.now_ms / 1000;
-            self.restore(now_s)?;
+            self.restore(now_s).await?;
             let (revoked, min_version) = recorded_state(self.db, t, now_s)
                 .map_err(|e| StoreError::Unavailable(format!("restore: {}", e.0)))?;
             outcome.revoked |= revoked;
@@ -365,33 +421,33 @@ impl Store for RedisStore<'_> {
         Ok(outcome)
     }
 
-    fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+    async fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
         let key = format!("{}:{slot}", limit.key());
-        self.eval(REFUND_SCRIPT, REFUND_SHA1, &[key], &[]).map(drop)
+        self.eval(REFUND_SCRIPT, REFUND_SHA1, &[key], &[])
+            .await
+            .map(drop)
     }
 
-    fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+    async fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
         let params: Vec<RedisParameter> = slot_keys(limit, slot)
             .into_iter()
             .map(|k| RedisParameter::Binary(k.into_bytes()))
             .collect();
-        self.conn()?
-            .execute("DEL", &params)
-            .map(drop)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))
+        self.command("DEL", &params).await.map(drop)
     }
 
-    fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError> {
+    async fn revoke(&self, digest: &str, expires_at: i64) -> Result<(), StoreError> {
         self.eval(
             REVOKE_SCRIPT,
             REVOKE_SHA1,
             &[revoked_key(digest)],
             &[expires_at],
         )
+        .await
         .map(drop)
     }
 
-    fn raise_min_version(
+    async fn raise_min_version(
         &self,
         user_id: i64,
         version: i64,
@@ -403,10 +459,11 @@ impl Store for RedisStore<'_> {
             &[version_key(user_id)],
             &[ttl_secs, version],
         )
+        .await
         .map(drop)
     }
 
-    fn keep_page(&self, page: PageAt<'_>) -> Result<(), StoreError> {
+    async fn keep_page(&self, page: PageAt<'_>) -> Result<(), StoreError> {
         let mut value = format!("{}:", page.version).into_bytes();
         value.extend_from_slice(page.body);
         let params = [
@@ -415,13 +472,10 @@ impl Store for RedisStore<'_> {
             RedisParameter::Binary(b"PX".to_vec()),
             RedisParameter::Int64(page.ttl_ms as i64),
         ];
-        self.conn()?
-            .execute("SET", &params)
-            .map(drop)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))
+        self.command("SET", &params).await.map(drop)
     }
 
-    fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError> {
+    async fn data_changed(&self, user_id: i64, page: Option<PageAt<'_>>) -> Result<(), StoreError> {
         let mut keys = vec![data_version_key(user_id)];
         let mut args = vec![RedisParameter::Int64(DATA_VERSION_TTL_SECS)];
         if let Some(r) = page {
@@ -431,47 +485,48 @@ impl Store for RedisStore<'_> {
             args.push(RedisParameter::Binary(r.body.to_vec()));
         }
         self.eval_with(BUMP_SCRIPT, BUMP_SHA1, &keys, args)
+            .await
             .map(drop)
     }
 
-    fn note_schema(&self, version: i64) -> Result<(), StoreError> {
+    async fn note_schema(&self, version: i64) -> Result<(), StoreError> {
         let params = [
             RedisParameter::Binary(SCHEMA_KEY.as_bytes().to_vec()),
             RedisParameter::Int64(version),
             RedisParameter::Binary(b"EX".to_vec()),
             RedisParameter::Int64(SCHEMA_TTL_SECS),
         ];
-        self.conn()?
-            .execute("SET", &params)
-            .map(drop)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))
+        self.command("SET", &params).await.map(drop)
     }
 
-    fn ping(&self) -> Result<Option<Warning>, StoreError> {
-        let conn = self.conn()?;
-        match conn.execute("INFO", &[RedisParameter::Binary(b"memory".to_vec())]) {
+    async fn ping(&self) -> Result<Option<Warning>, StoreError> {
+        let info = self
+            .link
+            .execute("INFO", &[RedisParameter::Binary(b"memory".to_vec())])
+            .await;
+        match info {
             Ok(reply) => {
                 let warning = reply.iter().find_map(|r| match r {
                     RedisResult::Binary(text) => eviction_warning(&String::from_utf8_lossy(text)),
                     _ => None,
                 });
-                Ok(warning.map(|text| Warning {
-                    text,
-                    log: first_to_warn(conn),
-                }))
+                match warning {
+                    Some(text) => Ok(Some(Warning {
+                        text,
+                        log: first_to_warn(self.link).await,
+                    })),
+                    None => Ok(None),
+                }
             }
             // Some hosted Redis services refuse INFO; the setting is then unknown.
-            Err(_) => conn
-                .execute("PING", &[])
-                .map(|_| None)
-                .map_err(|e| StoreError::Unavailable(describe(&e))),
+            Err(_) => self.command("PING", &[]).await.map(|_| None),
         }
     }
 }
 
 /// Claims the fleet's next warning line. When the claim itself fails the line is logged
 /// anyway: a repeated warning is better than a lost one.
-fn first_to_warn(conn: &Connection) -> bool {
+async fn first_to_warn(link: &dyn RedisLink) -> bool {
     let params = [
         RedisParameter::Binary(WARNED_KEY.as_bytes().to_vec()),
         RedisParameter::Int64(1),
@@ -480,7 +535,7 @@ fn first_to_warn(conn: &Connection) -> bool {
         RedisParameter::Int64(WARNING_LOG_INTERVAL_SECS),
     ];
     !matches!(
-        conn.execute("SET", &params).as_deref(),
+        link.execute("SET", &params).await.as_deref(),
         Ok([RedisResult::Nil])
     )
 }

@@ -2,6 +2,8 @@
 //! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
 //! (and several processes on one state dir) decide in turn, never past the limit.
 
+use async_trait::async_trait;
+
 use super::{
     recorded_state, slot_keys, Limit, Outcome, PageAt, Store, StoreError, TokenRef, Warning,
 };
@@ -98,8 +100,13 @@ fn unavailable(e: DbError) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {}", e.0))
 }
 
+#[async_trait(?Send)]
 impl Store for SqliteStore<'_> {
-    fn check(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
+    async fn check(
+        &self,
+        limits: &[Limit],
+        token: Option<TokenRef<'_>>,
+    ) -> Result<Outcome, StoreError> {
         if limits.is_empty() {
             return self.decide(limits, token);
         }
@@ -122,7 +129,7 @@ impl Store for SqliteStore<'_> {
         }
     }
 
-    fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+    async fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
         let [key, _] = slot_keys(limit, slot);
         self.exec(
             "UPDATE edge_counters SET count = count - 1 WHERE key = ? AND count > 0",
@@ -131,7 +138,7 @@ impl Store for SqliteStore<'_> {
         .map(drop)
     }
 
-    fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
+    async fn reset(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
         let [curr, prev] = slot_keys(limit, slot);
         self.exec(
             "DELETE FROM edge_counters WHERE key IN (?, ?)",
@@ -141,30 +148,39 @@ impl Store for SqliteStore<'_> {
     }
 
     /// The database row written by logout is the revocation itself.
-    fn revoke(&self, _digest: &str, _expires_at: i64) -> Result<(), StoreError> {
+    async fn revoke(&self, _digest: &str, _expires_at: i64) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// `users.token_version`, raised by logout-all, is what checks read.
-    fn raise_min_version(&self, _user_id: i64, _version: i64, _ttl: i64) -> Result<(), StoreError> {
+    async fn raise_min_version(
+        &self,
+        _user_id: i64,
+        _version: i64,
+        _ttl: i64,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// No page cache without Redis: a page costs one local statement either way.
-    fn keep_page(&self, _page: PageAt<'_>) -> Result<(), StoreError> {
+    async fn keep_page(&self, _page: PageAt<'_>) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn data_changed(&self, _user_id: i64, _page: Option<PageAt<'_>>) -> Result<(), StoreError> {
+    async fn data_changed(
+        &self,
+        _user_id: i64,
+        _page: Option<PageAt<'_>>,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// The embedded store is the database: every request checks the schema itself.
-    fn note_schema(&self, _version: i64) -> Result<(), StoreError> {
+    async fn note_schema(&self, _version: i64) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn ping(&self) -> Result<Option<Warning>, StoreError> {
+    async fn ping(&self) -> Result<Option<Warning>, StoreError> {
         self.exec("SELECT 1", &[]).map(|_| None)
     }
 }
