@@ -13,21 +13,21 @@ use spin_sdk::wit::wasi::http0_2_0::types::{HeaderError, OutgoingBody, ResponseO
 use crate::config::{settings_lookup, Config};
 use crate::db::spin::SpinDb;
 use crate::error::ApiError;
-use crate::http::{Request, Response, MAX_BODY_BYTES};
-use crate::pipeline::{self, Services};
-use crate::store::redis::{RedisError, RedisLink, RedisParameter, RedisResult, RedisStore};
-use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::http::{header_entry, BodyReader, Request, Response};
+use crate::pipeline;
+use crate::store::redis::{RedisError, RedisLink, RedisParameter, RedisResult};
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     let resp = match read(req).await {
-        Ok(req) => serve(&req).await,
-        Err(e) => {
-            let mut resp = e.into_response();
-            pipeline::finish(&mut resp, None, &[], &random);
-            resp
-        }
+        Ok(req) => match load_config() {
+            Ok(config) => {
+                let link = SpinRedis::new(config.redis_address.expose());
+                pipeline::serve(&req, &config, &SpinDb::default(), &link).await
+            }
+            Err(problem) => pipeline::misconfigured(&req, &problem),
+        },
+        Err(e) => pipeline::unreadable(e),
     };
     send(out, resp);
 }
@@ -112,91 +112,22 @@ fn fields(headers: Vec<(String, String)>) -> Result<Headers, HeaderError> {
     Headers::from_list(&list)
 }
 
-/// A body over the limit but under this is read to its end and dropped before the 413, so a
-/// client that sends its whole body before reading (Python's http.client, many SDKs) reads
-/// the answer instead of a reset connection; past it, the connection is given up at once.
-const MAX_DRAINED_BYTES: u64 = 16 * 1024 * 1024;
-
 async fn read(req: IncomingRequest) -> Result<Request, ApiError> {
     let method = req.method().to_string();
     let target = req.path_with_query().unwrap_or_else(|| "/".into());
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target, String::new()),
-    };
     let headers: Vec<(String, String)> = req
         .headers()
         .entries()
         .into_iter()
-        // Both are owned already: lowercase in place and keep valid UTF-8 without a copy.
-        .map(|(mut k, v)| {
-            k.make_ascii_lowercase();
-            let v = String::from_utf8(v)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            (k, v)
-        })
+        .map(|(k, v)| header_entry(k, v))
         .collect();
-    let declared = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_DRAINED_BYTES) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let mut body = Vec::new();
-    let mut seen: u64 = 0;
+    let mut body = BodyReader::new(&headers)?;
     let mut stream = req.into_body_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-        seen = seen.saturating_add(chunk.len() as u64);
-        if seen > MAX_DRAINED_BYTES {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        if seen <= MAX_BODY_BYTES as u64 {
-            body.extend_from_slice(&chunk);
-        }
+        body.push(&chunk)?;
     }
-    if seen > MAX_BODY_BYTES as u64 {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    Ok(Request {
-        method,
-        path,
-        query,
-        headers,
-        body,
-    })
-}
-
-async fn serve(req: &Request) -> Response {
-    let config = match load_config() {
-        Ok(config) => config,
-        Err(problem) => {
-            eprintln!("alchemix-edge: refusing to serve: {problem}");
-            let mut resp = ApiError::Misconfigured.into_response();
-            pipeline::finish(&mut resp, Some(req), &[], &random);
-            return resp;
-        }
-    };
-    let db = SpinDb::default();
-    let now_ms = now_ms();
-    let link = SpinRedis::new(config.redis_address.expose());
-    let redis;
-    let embedded;
-    let store: &dyn Store = if config.redis_address.is_empty() {
-        embedded = SqliteStore::new(&db, now_ms);
-        &embedded
-    } else {
-        redis = RedisStore::new(&link, &db, config.token_ttl_secs + 60);
-        &redis
-    };
-    let services = Services {
-        db: &db,
-        store,
-        random: &random,
-        now_ms,
-    };
-    pipeline::handle(req, &config, &services).await
+    Ok(Request::new(method, &target, headers, body.finish()?))
 }
 
 /// Spin's Redis interface for WASI 0.2 (`fermyon:spin/redis@2.0.0`): a connection opened on
@@ -265,16 +196,4 @@ fn load_config() -> Result<Config, String> {
         .map_err(|e| format!("cannot read the settings variable: {e}"))?;
     let lookup = settings_lookup(&settings)?;
     Config::load(&|name| lookup.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
-}
-
-fn random(buf: &mut [u8]) {
-    // WASI's random source does not fail; a zeroed buffer would only weaken ids, not crash.
-    let _ = getrandom::fill(buf);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

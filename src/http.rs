@@ -3,8 +3,64 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::ApiError;
+
 /// Requests above this are refused with 413, as AlcheMix's body parser did.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// A body over the limit but under this is read to its end and dropped before the 413, so a
+/// client that sends its whole body before reading (Python's http.client, many SDKs) reads
+/// the answer instead of a reset connection; past it, the connection is given up at once.
+pub const MAX_DRAINED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Collects a request body as it streams in, within [`MAX_BODY_BYTES`].
+pub struct BodyReader {
+    body: Vec<u8>,
+    seen: u64,
+}
+
+impl BodyReader {
+    /// Refuses at once a body declared past what is drained.
+    pub fn new(headers: &[(String, String)]) -> Result<Self, ApiError> {
+        let declared = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_DRAINED_BYTES) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        Ok(Self {
+            body: Vec::new(),
+            seen: 0,
+        })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.seen = self.seen.saturating_add(chunk.len() as u64);
+        if self.seen > MAX_DRAINED_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if self.seen <= MAX_BODY_BYTES as u64 {
+            self.body.extend_from_slice(chunk);
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Vec<u8>, ApiError> {
+        if self.seen > MAX_BODY_BYTES as u64 {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        Ok(self.body)
+    }
+}
+
+/// Header names lower-cased in place, values kept as UTF-8 without a copy when they are.
+pub fn header_entry(mut name: String, value: Vec<u8>) -> (String, String) {
+    name.make_ascii_lowercase();
+    let value = String::from_utf8(value)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    (name, value)
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -17,6 +73,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request from its method, its target (`path?query`), headers and body.
+    pub fn new(method: String, target: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Self {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

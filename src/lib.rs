@@ -8,6 +8,7 @@ pub mod cors;
 pub mod db;
 pub mod error;
 pub mod fuzzing;
+pub mod host;
 pub mod http;
 pub mod identity;
 pub mod password;
@@ -21,5 +22,5 @@ pub mod token;
 pub mod validate;
 
 // The HTTP export only links into the WebAssembly component.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "wasip2"))]
 mod component;

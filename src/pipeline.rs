@@ -7,11 +7,14 @@ use crate::db::schema::LATEST;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::host;
 use crate::identity;
 use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
 use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
+use crate::store::redis::{RedisLink, RedisStore};
+use crate::store::sqlite::SqliteStore;
 use crate::store::{page_key, CacheProbe, Limit, Outcome, PageAt, Store, StoreError, TokenRef};
 use crate::token::{self, Claims, Keys, TokenError};
 
@@ -64,6 +67,48 @@ pub fn store_error(e: StoreError) -> ApiError {
         message: "Service temporarily unavailable, please retry",
         retry_after: STORE_RETRY_SECS,
     }
+}
+
+/// The answer while the configuration does not load: a 500, the problem logged by name.
+pub fn misconfigured(req: &Request, problem: &str) -> Response {
+    eprintln!("alchemix-edge: refusing to serve: {problem}");
+    let mut resp = ApiError::Misconfigured.into_response();
+    finish(&mut resp, Some(req), &[], &host::random);
+    resp
+}
+
+/// Serves a request once it is read, in either world: the store the configuration names (Redis
+/// through `link`, or the embedded one in `db`), then the pipeline.
+pub async fn serve(
+    req: &Request,
+    config: &Config,
+    db: &dyn Database,
+    link: &dyn RedisLink,
+) -> Response {
+    let now_ms = host::now_ms();
+    let redis;
+    let embedded;
+    let store: &dyn Store = if config.redis_address.is_empty() {
+        embedded = SqliteStore::new(db, now_ms);
+        &embedded
+    } else {
+        redis = RedisStore::new(link, db, config.token_ttl_secs + 60);
+        &redis
+    };
+    let services = Services {
+        db,
+        store,
+        random: &host::random,
+        now_ms,
+    };
+    handle(req, config, &services).await
+}
+
+/// The answer to a request that could not be read (a body too large or broken).
+pub fn unreadable(e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    finish(&mut resp, None, &[], &host::random);
+    resp
 }
 
 /// Serves one request; never panics on input, always answers JSON.

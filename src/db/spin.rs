@@ -1,86 +1,18 @@
-//! SQLite through Spin's interface, opened once per request on first use, with the schema
-//! brought up to date before the first statement runs (unless the store vouches for it).
-
-use std::cell::{Cell, OnceCell};
+//! SQLite through Spin's WASI 0.2 interface (`fermyon:spin/sqlite@2.0.0`).
 
 use spin_sdk::sqlite::{Connection, Error as SqliteError, Value as SqlValue};
 
-use super::{schema, Database, DbError, Rows, Value};
+use super::lazy::{Driver, LazyDb};
+use super::{DbError, Rows, Value};
 
-#[derive(Default)]
-pub struct SpinDb {
-    conn: OnceCell<Connection>,
-    /// Foreign keys are a per-connection setting; only writes need them, so reads skip it.
-    foreign_keys: Cell<bool>,
-    schema: Cell<Schema>,
-}
+/// The database of one request: Spin gives each WASI 0.2 request a fresh instance.
+pub type SpinDb = LazyDb<Connection>;
 
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-enum Schema {
-    #[default]
-    Unknown,
-    Vouched,
-    Verified,
-}
-
-impl SpinDb {
-    fn conn(&self) -> Result<&Connection, DbError> {
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn);
-        }
-        let conn = Connection::open_default().map_err(|e| DbError(describe(&e)))?;
-        let conn = self.conn.get_or_init(|| conn);
-        if self.schema.get() == Schema::Unknown {
-            schema::prepare(&Raw(conn))?;
-            self.schema.set(Schema::Verified);
-        }
-        Ok(conn)
-    }
-}
-
-impl Database for SpinDb {
-    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let conn = Raw(self.conn()?);
-        if !self.foreign_keys.get() && !is_read(sql) {
-            conn.execute("PRAGMA foreign_keys = ON", &[])?;
-            self.foreign_keys.set(true);
-        }
-        match conn.execute(sql, params) {
-            // The store vouched for a schema this database does not have (it was replaced
-            // under a Redis that remembers): check it after all, then try once more.
-            Err(e) if self.schema.get() == Schema::Vouched && is_missing_schema(&e) => {
-                schema::prepare(&conn)?;
-                self.schema.set(Schema::Verified);
-                conn.execute(sql, params)
-            }
-            result => result,
-        }
+impl Driver for Connection {
+    fn open() -> Result<Self, DbError> {
+        Connection::open_default().map_err(|e| DbError(describe(&e)))
     }
 
-    fn vouch_schema(&self, version: i64) {
-        if version >= schema::LATEST && self.schema.get() == Schema::Unknown {
-            self.schema.set(Schema::Vouched);
-        }
-    }
-
-    fn verified_schema(&self) -> bool {
-        self.schema.get() == Schema::Verified
-    }
-}
-
-fn is_missing_schema(e: &DbError) -> bool {
-    e.0.contains("no such table") || e.0.contains("no such column")
-}
-
-fn is_read(sql: &str) -> bool {
-    let head = sql.trim_start().get(..6).unwrap_or_default();
-    head.eq_ignore_ascii_case("SELECT") || head.eq_ignore_ascii_case("PRAGMA")
-}
-
-/// A connection without the lazy schema step (used by the schema step itself).
-struct Raw<'a>(&'a Connection);
-
-impl Database for Raw<'_> {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         let params: Vec<SqlValue> = params
             .iter()
@@ -91,10 +23,7 @@ impl Database for Raw<'_> {
                 Value::Null => SqlValue::Null,
             })
             .collect();
-        let result = self
-            .0
-            .execute(sql, &params)
-            .map_err(|e| DbError(describe(&e)))?;
+        let result = Connection::execute(self, sql, &params).map_err(|e| DbError(describe(&e)))?;
         let rows = result
             .rows
             .into_iter()

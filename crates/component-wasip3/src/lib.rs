@@ -1,0 +1,276 @@
+//! alchemix-edge as a WASI 0.3 component (spin-sdk 7, `wasi:http/handler@0.3.0`), for Spin 4.1
+//! and later. Spin reuses one instance for many requests (128 by default, 16 at once), so the
+//! instance keeps what costs to make: the Redis connection, the SQLite connection (its schema
+//! parsed once) and the parsed configuration. Nothing of a request (its headers, token, claims
+//! or identity) is kept: all of that lives in the request's own future.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use alchemix_edge::config::{Config, VARIABLES};
+use alchemix_edge::db::lazy::{Driver, LazyDb};
+use alchemix_edge::db::{DbError, Rows, Value};
+use alchemix_edge::error::ApiError;
+use alchemix_edge::http::{header_entry, BodyReader, Request, Response};
+use alchemix_edge::pipeline;
+use alchemix_edge::store::redis::{
+    server_replied, RedisError, RedisLink, RedisParameter, RedisResult,
+};
+use async_trait::async_trait;
+use http_body_util::BodyExt;
+use spin_sdk::http_service;
+use spin_sdk::redis;
+use spin_sdk::sqlite::wit::sqlite;
+use spin_sdk::wasip3::http::types;
+use spin_sdk::wasip3::{wit_future, wit_stream};
+
+thread_local! {
+    /// The instance's database connection, opened by the first request that needs it.
+    static DB: Rc<LazyDb<KeptSqlite>> = Rc::new(LazyDb::default());
+    /// The configuration, read from Spin's variables and checked by the first request.
+    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+    /// The instance's Redis connection (per address: the configuration names one).
+    static REDIS: Rc<KeptRedis> = Rc::new(KeptRedis::default());
+}
+
+#[http_service]
+async fn handle(req: spin_sdk::http::Request) -> types::Response {
+    let resp = match read(req).await {
+        Ok(req) => serve(&req).await,
+        Err(e) => pipeline::unreadable(e),
+    };
+    respond(resp)
+}
+
+async fn serve(req: &Request) -> Response {
+    let config = match config().await {
+        Ok(config) => config,
+        Err(problem) => return pipeline::misconfigured(req, &problem),
+    };
+    let db = DB.with(Rc::clone);
+    let redis = REDIS.with(Rc::clone);
+    let link = Link {
+        kept: &redis,
+        address: config.redis_address.expose(),
+    };
+    pipeline::serve(req, &config, &*db, &link).await
+}
+
+async fn read(req: spin_sdk::http::Request) -> Result<Request, ApiError> {
+    let (parts, mut body) = req.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| header_entry(k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let mut reader = BodyReader::new(&headers)?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+        if let Some(chunk) = frame.data_ref() {
+            reader.push(chunk)?;
+        }
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    Ok(Request::new(
+        parts.method.as_str().to_string(),
+        &target,
+        headers,
+        reader.finish()?,
+    ))
+}
+
+/// Hands Spin the response with its whole body offered in one write, taken as soon as the
+/// host reads the body stream.
+fn respond(resp: Response) -> types::Response {
+    let Response {
+        status,
+        headers,
+        body,
+    } = resp;
+    let list: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    let fields = types::Fields::from_list(&list).unwrap_or_else(|e| {
+        // Every header is the edge's own, so this is a bug, but it must still be an answer.
+        eprintln!("alchemix-edge: response headers refused by the host: {e:?}");
+        types::Fields::new()
+    });
+    let (mut body_tx, body_rx) = wit_stream::new();
+    let (result_tx, result_rx) = wit_future::new(|| Ok(None));
+    let (response, _sent) = types::Response::new(fields, Some(body_rx), result_rx);
+    if response.set_status_code(status).is_err() {
+        eprintln!("alchemix-edge: status {status} refused by the host");
+    }
+    spin_sdk::wasip3::spawn(async move {
+        let unwritten = body_tx.write_all(body).await;
+        drop(body_tx);
+        if unwritten.is_empty() {
+            let _ = result_tx.write(Ok(None)).await;
+        }
+    });
+    response
+}
+
+/// The configuration, one Spin variable per setting, read and checked once per instance. A
+/// configuration that does not load is not kept: each request reports it, by variable name.
+async fn config() -> Result<Rc<Config>, String> {
+    if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(config);
+    }
+    let mut values = HashMap::new();
+    for (name, _) in VARIABLES {
+        let value = spin_sdk::variables::get(*name)
+            .await
+            .map_err(|e| format!("cannot read the variable {name}: {e}"))?;
+        values.insert(*name, value);
+    }
+    let config = Rc::new(Config::load(&|name| values.get(name).map(String::as_str))?);
+    CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+    Ok(config)
+}
+
+/// SQLite through `spin:sqlite/sqlite@3.1.0`, with its synchronous calls: a statement never
+/// yields, so a transaction's statements (the embedded store's check, an import) run without
+/// another request of the instance stepping between them on the shared connection.
+struct KeptSqlite(sqlite::Connection);
+
+impl Driver for KeptSqlite {
+    fn open() -> Result<Self, DbError> {
+        sqlite::Connection::open("default")
+            .map(KeptSqlite)
+            .map_err(|e| DbError(describe_sqlite(&e)))
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let params: Vec<sqlite::Value> = params
+            .iter()
+            .map(|p| match p {
+                Value::Int(i) => sqlite::Value::Integer(*i),
+                Value::Real(f) => sqlite::Value::Real(*f),
+                Value::Text(s) => sqlite::Value::Text(s.clone()),
+                Value::Null => sqlite::Value::Null,
+            })
+            .collect();
+        let result = self
+            .0
+            .execute(sql, &params)
+            .map_err(|e| DbError(describe_sqlite(&e)))?;
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.values
+                    .into_iter()
+                    .map(|v| match v {
+                        sqlite::Value::Integer(i) => Value::Int(i),
+                        sqlite::Value::Real(f) => Value::Real(f),
+                        sqlite::Value::Text(s) => Value::Text(s),
+                        sqlite::Value::Blob(b) => {
+                            Value::Text(String::from_utf8_lossy(&b).into_owned())
+                        }
+                        sqlite::Value::Null => Value::Null,
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Rows {
+            columns: result.columns,
+            rows,
+        })
+    }
+}
+
+fn describe_sqlite(e: &sqlite::Error) -> String {
+    match e {
+        sqlite::Error::NoSuchDatabase => "no such database".into(),
+        sqlite::Error::AccessDenied => "access denied (sqlite_databases in spin.toml)".into(),
+        sqlite::Error::InvalidConnection => "invalid connection".into(),
+        sqlite::Error::DatabaseFull => "database full".into(),
+        sqlite::Error::Io(m) => m.clone(),
+    }
+}
+
+/// The instance's Redis connection. Concurrent requests share it (Spin multiplexes it); one
+/// that fails other than by Redis's own error reply is dropped, and the next command opens a
+/// new one, so an outage ends as soon as Redis is back, without a restart.
+#[derive(Default)]
+struct KeptRedis {
+    conn: RefCell<Option<(String, Rc<redis::Connection>)>>,
+}
+
+struct Link<'a> {
+    kept: &'a KeptRedis,
+    address: &'a str,
+}
+
+impl Link<'_> {
+    async fn conn(&self) -> Result<Rc<redis::Connection>, RedisError> {
+        let kept = self.kept.conn.borrow().clone();
+        if let Some((address, conn)) = kept {
+            if address == self.address {
+                return Ok(conn);
+            }
+        }
+        let conn = Rc::new(
+            redis::Connection::open(self.address)
+                .await
+                .map_err(from_spin)?,
+        );
+        *self.kept.conn.borrow_mut() = Some((self.address.to_string(), conn.clone()));
+        Ok(conn)
+    }
+}
+
+#[async_trait(?Send)]
+impl RedisLink for Link<'_> {
+    async fn execute(
+        &self,
+        command: &str,
+        params: &[RedisParameter],
+    ) -> Result<Vec<RedisResult>, RedisError> {
+        let conn = self.conn().await?;
+        let params = params.iter().map(|p| match p {
+            RedisParameter::Int64(i) => redis::RedisParameter::Int64(*i),
+            RedisParameter::Binary(b) => redis::RedisParameter::Binary(b.clone()),
+        });
+        match conn.execute(command, params).await {
+            Ok(results) => Ok(results
+                .into_iter()
+                .map(|r| match r {
+                    redis::RedisResult::Nil => RedisResult::Nil,
+                    redis::RedisResult::Status(s) => RedisResult::Status(s),
+                    redis::RedisResult::Int64(i) => RedisResult::Int64(i),
+                    redis::RedisResult::Binary(b) => RedisResult::Binary(b),
+                })
+                .collect()),
+            Err(e) => {
+                let e = from_spin(e);
+                if !server_replied(&e) {
+                    let mut kept = self.kept.conn.borrow_mut();
+                    // Only this connection: another request may have opened a new one already.
+                    if kept.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, &conn)) {
+                        *kept = None;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn from_spin(e: redis::Error) -> RedisError {
+    match e {
+        redis::Error::InvalidAddress => RedisError::InvalidAddress,
+        redis::Error::TooManyConnections => RedisError::TooManyConnections,
+        redis::Error::TypeError => RedisError::TypeError,
+        redis::Error::Other(m) => RedisError::Other(m),
+    }
+}
