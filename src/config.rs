@@ -505,16 +505,22 @@ mod tests {
 
     #[test]
     fn the_manifest_template_lists_every_variable_in_order() {
-        let manifest = include_str!("../spin.toml");
+        let manifest = include_str!("../spin-wasip2.toml");
         let line = manifest
             .lines()
             .find(|l| l.starts_with("settings = "))
-            .expect("a settings component variable in spin.toml");
+            .expect("a settings component variable in spin-wasip2.toml");
         let expected: Vec<String> = VARIABLES
             .iter()
             .map(|(n, _)| format!("{{{{ {n} }}}}"))
             .collect();
         assert_eq!(line, format!("settings = \"{}\"", expected.join("\\u001f")));
+        // The WASI 0.3 manifest passes each variable on by itself, under its own name.
+        let p3 = include_str!("../spin.toml");
+        for (name, _) in VARIABLES {
+            let line = format!("{name} = \"{{{{ {name} }}}}\"");
+            assert!(p3.lines().any(|l| l == line), "spin.toml lacks {line}");
+        }
         for (name, default) in VARIABLES {
             let decl = manifest
                 .lines()

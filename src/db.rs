@@ -81,6 +81,10 @@ impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         self.0.contains("UNIQUE constraint failed")
     }
+
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.0.contains("FOREIGN KEY constraint failed")
+    }
 }
 
 pub trait Database {

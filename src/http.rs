@@ -74,7 +74,12 @@ pub struct Request {
 
 impl Request {
     /// A request from its method, its target (`path?query`), headers and body.
-    pub fn new(method: String, target: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+    pub fn new(
+        method: String,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Self {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         Self {
             method,

@@ -610,9 +610,20 @@ fn insert(
         ),
         &params,
     )
-    .map_err(db_error)?
+    .map_err(|e| write_error(spec, e))?
     .first_i64()
     .ok_or_else(|| ApiError::Internal("insert returned no id".into()))
+}
+
+/// A referenced row deleted between the reference check and the write (another request of
+/// the same user) fails the foreign key: the same 400 the check gives, never a 500.
+fn write_error(spec: &Spec, e: DbError) -> ApiError {
+    match spec.reference {
+        Some((column, _, message)) if e.is_foreign_key_violation() => {
+            ApiError::validation(message, vec![format!("{column}: No such item")])
+        }
+        _ => db_error(e),
+    }
 }
 
 /// `POST …/import`: every row that passes the field rules is stored, all in one transaction,
@@ -764,7 +775,7 @@ fn update(
             ),
             &params,
         )
-        .map_err(db_error)?;
+        .map_err(|e| write_error(spec, e))?;
     if updated.rows.is_empty() {
         return Err(ApiError::NotFound(spec.not_found.into()));
     }

@@ -94,10 +94,14 @@ fn respond(resp: Response) -> types::Response {
         headers,
         body,
     } = resp;
-    let list: Vec<(String, Vec<u8>)> = headers
+    let mut list: Vec<(String, Vec<u8>)> = headers
         .into_iter()
         .map(|(k, v)| (k, v.into_bytes()))
         .collect();
+    // A declared length lets the host frame the body without chunking.
+    if !body.is_empty() {
+        list.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
     let fields = types::Fields::from_list(&list).unwrap_or_else(|e| {
         // Every header is the edge's own, so this is a bug, but it must still be an answer.
         eprintln!("alchemix-edge: response headers refused by the host: {e:?}");
@@ -199,7 +203,7 @@ fn describe_sqlite(e: &sqlite::Error) -> String {
 }
 
 /// The instance's Redis connection. Concurrent requests share it (Spin multiplexes it); one
-/// that fails other than by Redis's own error reply is dropped, and the next command opens a
+/// that fails other than by Redis's own error reply is dropped and the command tried once on a
 /// new one, so an outage ends as soon as Redis is back, without a restart.
 #[derive(Default)]
 struct KeptRedis {
@@ -212,11 +216,12 @@ struct Link<'a> {
 }
 
 impl Link<'_> {
-    async fn conn(&self) -> Result<Rc<redis::Connection>, RedisError> {
+    /// The kept connection if there is one (`true`), else a new one, kept from now on.
+    async fn conn(&self) -> Result<(Rc<redis::Connection>, bool), RedisError> {
         let kept = self.kept.conn.borrow().clone();
         if let Some((address, conn)) = kept {
             if address == self.address {
-                return Ok(conn);
+                return Ok((conn, true));
             }
         }
         let conn = Rc::new(
@@ -225,8 +230,37 @@ impl Link<'_> {
                 .map_err(from_spin)?,
         );
         *self.kept.conn.borrow_mut() = Some((self.address.to_string(), conn.clone()));
-        Ok(conn)
+        Ok((conn, false))
     }
+
+    /// Forgets `conn` unless another request has replaced it already.
+    fn forget(&self, conn: &Rc<redis::Connection>) {
+        let mut kept = self.kept.conn.borrow_mut();
+        if kept.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, conn)) {
+            *kept = None;
+        }
+    }
+}
+
+async fn execute_on(
+    conn: &redis::Connection,
+    command: &str,
+    params: &[RedisParameter],
+) -> Result<Vec<RedisResult>, RedisError> {
+    let params = params.iter().map(|p| match p {
+        RedisParameter::Int64(i) => redis::RedisParameter::Int64(*i),
+        RedisParameter::Binary(b) => redis::RedisParameter::Binary(b.clone()),
+    });
+    let results = conn.execute(command, params).await.map_err(from_spin)?;
+    Ok(results
+        .into_iter()
+        .map(|r| match r {
+            redis::RedisResult::Nil => RedisResult::Nil,
+            redis::RedisResult::Status(s) => RedisResult::Status(s),
+            redis::RedisResult::Int64(i) => RedisResult::Int64(i),
+            redis::RedisResult::Binary(b) => RedisResult::Binary(b),
+        })
+        .collect())
 }
 
 #[async_trait(?Send)]
@@ -236,32 +270,23 @@ impl RedisLink for Link<'_> {
         command: &str,
         params: &[RedisParameter],
     ) -> Result<Vec<RedisResult>, RedisError> {
-        let conn = self.conn().await?;
-        let params = params.iter().map(|p| match p {
-            RedisParameter::Int64(i) => redis::RedisParameter::Int64(*i),
-            RedisParameter::Binary(b) => redis::RedisParameter::Binary(b.clone()),
-        });
-        match conn.execute(command, params).await {
-            Ok(results) => Ok(results
-                .into_iter()
-                .map(|r| match r {
-                    redis::RedisResult::Nil => RedisResult::Nil,
-                    redis::RedisResult::Status(s) => RedisResult::Status(s),
-                    redis::RedisResult::Int64(i) => RedisResult::Int64(i),
-                    redis::RedisResult::Binary(b) => RedisResult::Binary(b),
-                })
-                .collect()),
-            Err(e) => {
-                let e = from_spin(e);
-                if !server_replied(&e) {
-                    let mut kept = self.kept.conn.borrow_mut();
-                    // Only this connection: another request may have opened a new one already.
-                    if kept.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, &conn)) {
-                        *kept = None;
-                    }
+        let (conn, kept) = self.conn().await?;
+        match execute_on(&conn, command, params).await {
+            Err(e) if !server_replied(&e) => {
+                self.forget(&conn);
+                if !kept {
+                    return Err(e);
                 }
-                Err(e)
+                // A kept connection found broken (Redis restarted, or a failover) while Redis
+                // may be back: one try on a new connection, as a fresh instance would make.
+                let (conn, _) = self.conn().await?;
+                let result = execute_on(&conn, command, params).await;
+                if result.as_ref().is_err_and(|e| !server_replied(e)) {
+                    self.forget(&conn);
+                }
+                result
             }
+            result => result,
         }
     }
 }

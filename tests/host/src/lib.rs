@@ -9,9 +9,10 @@ pub mod outbound;
 pub mod runtime_config;
 mod server;
 mod spin_impl;
+mod spin_p3;
 pub mod variables;
 
-pub use server::{App, AppOptions};
+pub use server::{App, AppOptions, Reuse};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

@@ -10,6 +10,10 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -18,9 +22,15 @@ use wasmtime::{
 };
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::io::TokioIo;
+
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, Proxy, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::manifest::{route_matches, Manifest};
@@ -41,6 +51,29 @@ pub struct AppOptions {
     pub state_dir: Option<PathBuf>,
     /// Extra variables that win over the environment, like `spin up --variable`.
     pub variables: Vec<(String, String)>,
+    pub reuse: Reuse,
+}
+
+/// How Spin 4.1 reuses the instance of a WASI 0.3 component (`spin up`'s defaults); a WASI 0.2
+/// component gets a fresh instance per request whatever these say, as in Spin.
+#[derive(Debug, Clone, Copy)]
+pub struct Reuse {
+    /// Requests one instance serves before it is dropped.
+    pub max_count: usize,
+    /// Requests one instance serves at once.
+    pub max_concurrent: usize,
+    /// How long an idle instance is kept.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Reuse {
+    fn default() -> Self {
+        Self {
+            max_count: 128,
+            max_concurrent: 16,
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 impl AppOptions {
@@ -50,16 +83,142 @@ impl AppOptions {
             runtime_config: None,
             state_dir: None,
             variables: Vec::new(),
+            reuse: Reuse::default(),
         }
     }
 }
 
 pub struct App {
-    pre: ProxyPre<StoreState>,
-    spin: Arc<SpinState>,
+    world: World,
     routes: Vec<String>,
     component_id: String,
+}
+
+/// The two worlds, each served the way Spin 4.1 serves it.
+enum World {
+    /// `wasi:http/incoming-handler@0.2`: a fresh instance per request.
+    P2 {
+        pre: ProxyPre<StoreState>,
+        stores: Stores,
+    },
+    /// `wasi:http/handler@0.3`: instances reused through wasmtime's `ProxyHandler`.
+    P3(ProxyHandler<P3Instances>),
+}
+
+/// What a new store of the app is made from.
+#[derive(Clone)]
+struct Stores {
+    engine: Engine,
+    spin: Arc<SpinState>,
     growth: GrowthLog,
+}
+
+impl Stores {
+    fn new_store(&self) -> Store<StoreState> {
+        let mut store = Store::new(
+            &self.engine,
+            StoreState {
+                wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                spin: self.spin.clone(),
+                growth: self.growth,
+            },
+        );
+        store.limiter(|s| &mut s.growth);
+        // No request deadline is configured (as in `spin up`), so the epoch never interrupts.
+        store.set_epoch_deadline(u64::MAX / 2);
+        store
+    }
+}
+
+/// Spin's instance reuse for WASI 0.3 components.
+struct P3Instances {
+    pre: ServicePre<StoreState>,
+    stores: Stores,
+    reuse: Reuse,
+}
+
+impl HandlerState for P3Instances {
+    type StoreData = StoreState;
+    type WorkerExpiration = IdleExpiry;
+    type WorkerState = ReusePolicy;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<StoreState, IdleExpiry, ReusePolicy>> {
+        let mut store = self.stores.new_store();
+        let proxy = Proxy::P3(self.pre.instantiate_async(&mut store).await?);
+        Ok(Instance {
+            store,
+            proxy,
+            view: |s: &mut StoreState| s.http(),
+            expiration: IdleExpiry {
+                idle: self.reuse.idle_timeout,
+                sleep: Box::pin(tokio::time::sleep(Duration::MAX)),
+            },
+            state: ReusePolicy(self.reuse),
+        })
+    }
+}
+
+/// An instance is dropped once idle for `idle`; a request has no deadline (as `spin up`).
+struct IdleExpiry {
+    idle: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for IdleExpiry {
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let me = self.get_mut();
+        if status != WorkerStatus::Idle {
+            return Poll::Pending;
+        }
+        let Some(deadline) = start.checked_add(me.idle) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if me.sleep.deadline() != deadline {
+            me.sleep.as_mut().reset(deadline);
+        }
+        me.sleep.as_mut().poll(cx)
+    }
+}
+
+struct ReusePolicy(Reuse);
+
+impl WorkerState for ReusePolicy {
+    type StoreData = StoreState;
+    type RequestData = ();
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.0.max_count {
+            ShouldAccept::Never
+        } else if concurrent >= self.0.max_concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: wasmtime::StoreContextMut<'_, StoreState>,
+        _data: (),
+        _task: wasmtime::component::GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn drop(&self, store: Store<StoreState>, result: wasmtime::Result<()>) {
+        if let Err(e) = result {
+            eprintln!("edge-host: instance failed: {e:?}");
+        }
+        drop(store);
+    }
 }
 
 impl App {
@@ -155,18 +314,39 @@ impl App {
                 )
             })?;
         let mut linker = Linker::<StoreState>::new(&engine);
+        // Rust's standard library imports WASI 0.2 in both worlds.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        bindings::SpinImports::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
-        let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Self {
-            pre,
+        let stores = Stores {
+            engine: engine.clone(),
             spin,
-            routes: routes.into_iter().map(String::from).collect(),
-            component_id: component_id.to_string(),
             growth: GrowthLog {
                 enabled: std::env::var_os("EDGE_HOST_LOG_MEMORY_GROWTH").is_some(),
             },
+        };
+        let is_p3 = component
+            .component_type()
+            .exports(&engine)
+            .any(|(name, _)| name.starts_with("wasi:http/handler@0.3"));
+        let world = if is_p3 {
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+            crate::spin_p3::add_to_linker(&mut linker)?;
+            let pre = ServicePre::new(linker.instantiate_pre(&component)?)?;
+            World::P3(ProxyHandler::new(P3Instances {
+                pre,
+                stores,
+                reuse: opts.reuse,
+            }))
+        } else {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+            bindings::SpinImports::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
+            let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
+            World::P2 { pre, stores }
+        };
+        Ok(Self {
+            world,
+            routes: routes.into_iter().map(String::from).collect(),
+            component_id: component_id.to_string(),
         })
     }
 
@@ -185,26 +365,26 @@ impl App {
             return Ok(plain(404, "Not Found"));
         };
         let req = with_spin_headers(req, route, client);
-        let mut store = Store::new(
-            self.pre.engine(),
-            StoreState {
-                wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                spin: self.spin.clone(),
-                growth: self.growth,
-            },
-        );
-        store.limiter(|s| &mut s.growth);
-        // No request deadline is configured (as in `spin up`), so the epoch never interrupts.
-        store.set_epoch_deadline(u64::MAX / 2);
+        let (pre, stores) = match &self.world {
+            World::P2 { pre, stores } => (pre, stores),
+            World::P3(handler) => {
+                let req = req.map(|body| body.map_err(Into::into).boxed_unsync());
+                let resp = handler
+                    .handle((), req)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+                    .with_context(|| format!("component {} failed", self.component_id))?;
+                return Ok(resp);
+            }
+        };
+        let mut store = stores.new_store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         let task = tokio::task::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -352,6 +532,7 @@ fn with_spin_headers<B>(
 fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    config.wasm_component_model_async(true);
     // `perf` names guest functions from /tmp/perf-<pid>.map (as `wasmtime serve --profile perfmap`).
     if std::env::var_os("EDGE_HOST_PERFMAP").is_some() {
         config.profiler(ProfilingStrategy::PerfMap);

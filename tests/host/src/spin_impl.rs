@@ -36,7 +36,7 @@ pub struct SpinState {
 }
 
 pub struct RedisConnection {
-    conn: ::redis::aio::MultiplexedConnection,
+    pub(crate) conn: ::redis::aio::MultiplexedConnection,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -44,7 +44,7 @@ pub struct RedisConnection {
 /// connection of its own (so a transaction spans the statements of one request, and every
 /// request pays what it pays under Spin: opening the file and reading its schema).
 pub struct SqliteConnection {
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    pub(crate) conn: Arc<Mutex<rusqlite::Connection>>,
 }
 
 /// One SQLite database. A file is opened anew for every `open`; an in-memory database lives in
@@ -141,49 +141,84 @@ type Trap<T> = wasmtime::Result<T>;
 
 impl redis::Host for StoreState {}
 
+/// Spin's `open`: the allowed-hosts check, the connection cap, then a new multiplexed
+/// connection (never one shared with another `open`).
+pub(crate) async fn open_redis(
+    spin: &SpinState,
+    address: &str,
+) -> Result<RedisConnection, redis::Error> {
+    match spin.allowed_hosts.allows(address) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!(
+                "Outbound network destination not allowed: {}",
+                outbound::redact(address)
+            );
+            return Err(redis::Error::InvalidAddress);
+        }
+        Err(problem) => {
+            eprintln!("Error parsing allowed outbound hosts: {problem}");
+            return Err(redis::Error::Other(problem));
+        }
+    }
+    let Ok(permit) = spin.redis_permits.clone().try_acquire_owned() else {
+        return Err(redis::Error::TooManyConnections);
+    };
+    let client = ::redis::Client::open(address).map_err(|_| redis::Error::InvalidAddress)?;
+    // Spin's client (redis-rs 0.29 in Spin 3.4, 0.32 later) waits without a deadline for
+    // both; redis-rs 1.x would give up after 1 s and 500 ms, which Spin users never see.
+    let unbounded = ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(None)
+        .set_response_timeout(None);
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&unbounded)
+        .await
+        .map_err(|e| redis::Error::Other(e.to_string()))?;
+    Ok(RedisConnection {
+        conn,
+        _permit: permit,
+    })
+}
+
+/// Spin's `execute`, on a clone of the connection (Spin clones the multiplexed connection per
+/// call, so calls of concurrent requests share it).
+pub(crate) async fn execute_redis(
+    mut conn: ::redis::aio::MultiplexedConnection,
+    command: &str,
+    arguments: Vec<redis::RedisParameter>,
+) -> Result<Vec<redis::RedisResult>, redis::Error> {
+    let mut cmd = ::redis::cmd(command);
+    for arg in arguments {
+        match arg {
+            redis::RedisParameter::Int64(i) => cmd.arg(i),
+            redis::RedisParameter::Binary(b) => cmd.arg(b),
+        };
+    }
+    let value = cmd
+        .query_async::<::redis::Value>(&mut conn)
+        .await
+        .map_err(redis_error)?;
+    let mut out = Vec::new();
+    flatten(value, &mut out).map(|()| out)
+}
+
+fn redis_error(e: ::redis::RedisError) -> redis::Error {
+    if e.kind() == ::redis::ErrorKind::UnexpectedReturnType {
+        redis::Error::TypeError
+    } else {
+        redis::Error::Other(e.to_string())
+    }
+}
+
 impl redis::HostConnection for StoreState {
     async fn open(
         &mut self,
         address: String,
     ) -> Trap<Result<Resource<RedisConnection>, redis::Error>> {
-        match self.spin.allowed_hosts.allows(&address) {
-            Ok(true) => {}
-            Ok(false) => {
-                eprintln!(
-                    "Outbound network destination not allowed: {}",
-                    outbound::redact(&address)
-                );
-                return Ok(Err(redis::Error::InvalidAddress));
-            }
-            Err(problem) => {
-                eprintln!("Error parsing allowed outbound hosts: {problem}");
-                return Ok(Err(redis::Error::Other(problem)));
-            }
+        match open_redis(&self.spin, &address).await {
+            Ok(conn) => Ok(Ok(self.table.push(conn)?)),
+            Err(e) => Ok(Err(e)),
         }
-        let Ok(permit) = self.spin.redis_permits.clone().try_acquire_owned() else {
-            return Ok(Err(redis::Error::TooManyConnections));
-        };
-        let client = match ::redis::Client::open(address.as_str()) {
-            Ok(client) => client,
-            Err(_) => return Ok(Err(redis::Error::InvalidAddress)),
-        };
-        // Spin's client (redis-rs 0.29 in Spin 3.4, 0.32 later) waits without a deadline for
-        // both; redis-rs 1.x would give up after 1 s and 500 ms, which Spin users never see.
-        let unbounded = ::redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(None)
-            .set_response_timeout(None);
-        let conn = match client
-            .get_multiplexed_async_connection_with_config(&unbounded)
-            .await
-        {
-            Ok(conn) => conn,
-            Err(e) => return Ok(Err(redis::Error::Other(e.to_string()))),
-        };
-        let resource = self.table.push(RedisConnection {
-            conn,
-            _permit: permit,
-        })?;
-        Ok(Ok(resource))
     }
 
     async fn publish(
@@ -276,19 +311,8 @@ impl redis::HostConnection for StoreState {
         command: String,
         arguments: Vec<redis::RedisParameter>,
     ) -> Trap<Result<Vec<redis::RedisResult>, redis::Error>> {
-        let mut cmd = ::redis::cmd(&command);
-        for arg in arguments {
-            match arg {
-                redis::RedisParameter::Int64(i) => cmd.arg(i),
-                redis::RedisParameter::Binary(b) => cmd.arg(b),
-            };
-        }
-        let value = match self.query::<::redis::Value>(&this, cmd).await? {
-            Ok(value) => value,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut out = Vec::new();
-        Ok(flatten(value, &mut out).map(|()| out))
+        let conn = self.table.get(&this)?.conn.clone();
+        Ok(execute_redis(conn, &command, arguments).await)
     }
 
     async fn drop(&mut self, this: Resource<RedisConnection>) -> Trap<()> {
@@ -304,13 +328,7 @@ impl StoreState {
         cmd: ::redis::Cmd,
     ) -> Trap<Result<T, redis::Error>> {
         let conn = &mut self.table.get_mut(this)?.conn;
-        Ok(cmd.query_async::<T>(conn).await.map_err(|e| {
-            if e.kind() == ::redis::ErrorKind::UnexpectedReturnType {
-                redis::Error::TypeError
-            } else {
-                redis::Error::Other(e.to_string())
-            }
-        }))
+        Ok(cmd.query_async::<T>(conn).await.map_err(redis_error))
     }
 }
 
@@ -340,19 +358,41 @@ fn flatten(value: ::redis::Value, out: &mut Vec<redis::RedisResult>) -> Result<(
 /// Addresses may carry a password; logs get the host part only.
 impl sqlite::Host for StoreState {}
 
+/// Spin's `open`: only the labels the component lists, each `open` a connection of its own.
+pub(crate) fn open_sqlite(
+    spin: &SpinState,
+    database: &str,
+) -> Result<SqliteConnection, sqlite::Error> {
+    spin.sqlite
+        .get(database)
+        .ok_or(sqlite::Error::AccessDenied)?
+        .checkout()
+}
+
+/// A statement on a blocking thread (SQLite waits on its busy timeout there, not on the
+/// runtime's workers).
+pub(crate) async fn execute_sqlite(
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    statement: String,
+    parameters: Vec<sqlite::Value>,
+) -> Trap<Result<sqlite::QueryResult, sqlite::Error>> {
+    tokio::task::spawn_blocking(move || {
+        let conn = conn.lock().map_err(io_error)?;
+        execute(&conn, &statement, parameters)
+    })
+    .await
+    .map_err(|e| wasmtime::format_err!("sqlite worker failed: {e}"))
+}
+
 impl sqlite::HostConnection for StoreState {
     async fn open(
         &mut self,
         database: String,
     ) -> Trap<Result<Resource<SqliteConnection>, sqlite::Error>> {
-        let Some(db) = self.spin.sqlite.get(&database) else {
-            return Ok(Err(sqlite::Error::AccessDenied));
-        };
-        let conn = match db.checkout() {
-            Ok(conn) => conn,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(Ok(self.table.push(conn)?))
+        match open_sqlite(&self.spin, &database) {
+            Ok(conn) => Ok(Ok(self.table.push(conn)?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn execute(
@@ -362,13 +402,7 @@ impl sqlite::HostConnection for StoreState {
         parameters: Vec<sqlite::Value>,
     ) -> Trap<Result<sqlite::QueryResult, sqlite::Error>> {
         let conn = self.table.get(&this)?.conn.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(io_error)?;
-            execute(&conn, &statement, parameters)
-        })
-        .await
-        .map_err(|e| wasmtime::format_err!("sqlite worker failed: {e}"))?;
-        Ok(result)
+        execute_sqlite(conn, statement, parameters).await
     }
 
     async fn drop(&mut self, this: Resource<SqliteConnection>) -> Trap<()> {
@@ -379,14 +413,17 @@ impl sqlite::HostConnection for StoreState {
 
 impl variables::Host for StoreState {
     async fn get(&mut self, name: String) -> Trap<Result<String, variables::Error>> {
-        if crate::manifest::check_variable_name(&name).is_err() {
-            return Ok(Err(variables::Error::InvalidName(name)));
-        }
-        Ok(self
-            .spin
-            .variables
-            .get(&name)
-            .cloned()
-            .ok_or(variables::Error::Undefined(name)))
+        Ok(variable(&self.spin, name))
     }
+}
+
+/// Spin's `get`: a component variable of the manifest, by its checked name.
+pub(crate) fn variable(spin: &SpinState, name: String) -> Result<String, variables::Error> {
+    if crate::manifest::check_variable_name(&name).is_err() {
+        return Err(variables::Error::InvalidName(name));
+    }
+    spin.variables
+        .get(&name)
+        .cloned()
+        .ok_or(variables::Error::Undefined(name))
 }

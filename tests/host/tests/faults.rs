@@ -94,7 +94,7 @@ fn fail_open_routes_serve_while_redis_is_down() {
 
 /// The project's manifest with another `allowed_outbound_hosts` entry, written into `dir`.
 fn manifest_allowing(dir: &TempDir, entry: &str) -> std::path::PathBuf {
-    let manifest = std::fs::read_to_string(root().join("spin.toml"))
+    let manifest = std::fs::read_to_string(manifest())
         .unwrap()
         .replace(
             r#"allowed_outbound_hosts = ["{{ redis_address }}"]"#,
@@ -379,7 +379,7 @@ fn unresolvable_required_variable_stops_the_host() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edge-host"));
     let out = cmd
         .args(["up", "--listen", "127.0.0.1:0", "-f"])
-        .arg(root().join("spin.toml"))
+        .arg(manifest())
         .env_remove("SPIN_VARIABLE_JWT_SECRET")
         .output()
         .unwrap();

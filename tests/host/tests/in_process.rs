@@ -11,7 +11,7 @@ use support::*;
 fn library_calls_the_component_without_a_socket() {
     let redis = RedisServer::start();
     let state = TempDir::new();
-    let mut opts = AppOptions::new(root().join("spin.toml"));
+    let mut opts = AppOptions::new(manifest());
     opts.state_dir = Some(state.0.clone());
     opts.variables = vec![
         ("jwt_secret".into(), SECRET.into()),

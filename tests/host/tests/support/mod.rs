@@ -17,6 +17,12 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The manifest the suite runs against: `EDGE_TEST_MANIFEST` (`spin-wasip2.toml` for the WASI
+/// 0.2 build), else `spin.toml` (the WASI 0.3 build). `scripts/test` runs the suite on both.
+pub fn manifest() -> PathBuf {
+    root().join(std::env::var("EDGE_TEST_MANIFEST").unwrap_or_else(|_| "spin.toml".into()))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -207,6 +213,7 @@ pub struct Edge {
 
 pub struct EdgeBuilder {
     env: Vec<(String, String)>,
+    args: Vec<String>,
     state_dir: Option<PathBuf>,
     manifest: Option<PathBuf>,
 }
@@ -232,6 +239,12 @@ impl EdgeBuilder {
         self
     }
 
+    /// A command-line argument of `edge-host up`, like `--max-instance-reuse-count`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
     pub fn manifest(mut self, path: &Path) -> Self {
         self.manifest = Some(path.to_path_buf());
         self
@@ -252,11 +265,6 @@ impl EdgeBuilder {
 
     /// Starts edge-host; on failure returns what it printed.
     pub fn try_start(&self) -> Result<Edge, String> {
-        let wasm = root().join("target/wasm32-wasip2/release/alchemix_edge.wasm");
-        assert!(
-            wasm.exists(),
-            "build the component first: cargo build --target wasm32-wasip2 --release -p alchemix-edge"
-        );
         let (own_state, state_dir) = match self.state_dir.clone() {
             Some(dir) => (None, dir),
             None => {
@@ -271,11 +279,8 @@ impl EdgeBuilder {
             .arg("--state-dir")
             .arg(&state_dir)
             .arg("-f")
-            .arg(
-                self.manifest
-                    .clone()
-                    .unwrap_or_else(|| root().join("spin.toml")),
-            )
+            .arg(self.manifest.clone().unwrap_or_else(manifest))
+            .args(&self.args)
             .env("SPIN_VARIABLE_JWT_SECRET", SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -332,6 +337,7 @@ impl Edge {
     pub fn builder(redis: &str) -> EdgeBuilder {
         EdgeBuilder {
             env: Vec::new(),
+            args: Vec::new(),
             state_dir: None,
             manifest: None,
         }
