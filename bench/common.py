@@ -64,8 +64,9 @@ def stop_all():
 def build_release():
     """The release host and the component, as users run them."""
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "edge-host"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "--target", "wasm32-wasip2", "-p", "alchemix-edge"],
-                   cwd=ROOT, check=True)
+    for component in ("alchemix-edge-wasip2", "alchemix-edge-wasip3"):
+        subprocess.run(["cargo", "build", "--release", "-q", "--target", "wasm32-wasip2", "-p", component],
+                       cwd=ROOT, check=True)
 
 
 def edge_host_cmd(port, state_dir):

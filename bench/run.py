@@ -460,7 +460,8 @@ def edge(tmp, name="edge", env=None, tls=None):
     return base, redis, token, proc.pid
 
 
-def node_seed(tmp):
+def node_seed(tmp, workers=1):
+    """node-seed on its own Redis, as one process or as `workers` (node's cluster module)."""
     scratch = os.path.join(ROOT, "target", "node-seed")
     if not os.path.exists(os.path.join(scratch, "node_modules")):
         shutil.rmtree(scratch, ignore_errors=True)
@@ -468,11 +469,11 @@ def node_seed(tmp):
         run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=scratch)
     redis = Redis(tmp)
     port = free_port()
-    db = os.path.join(tmp, "node-seed.db")
+    db = os.path.join(tmp, f"node-seed-{workers}.db")
     proc = spawn(["node", "server.js", "--listen", f"127.0.0.1:{port}"], cwd=scratch,
           env={"SPIN_VARIABLE_REDIS_ADDRESS": redis.url, "SPIN_VARIABLE_JWT_SECRET": SECRET,
-               "API_MAX": "1000000000", "AUTH_MAX": "5", "DB_PATH": db},
-          log=os.path.join(tmp, "node.log"))
+               "API_MAX": "1000000000", "AUTH_MAX": "5", "DB_PATH": db, "WORKERS": str(workers)},
+          log=os.path.join(tmp, f"node-{workers}.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health")
     token = http("POST", base + "/auth/signup", {"email": "bench@example.com", "password": PASSWORD})[1]["data"]["token"]

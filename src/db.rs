@@ -1,10 +1,8 @@
-//! The API's database, behind a small trait: SQLite through Spin in the component, anything
-//! that speaks these values in tests.
+//! The API's database, behind a small trait: SQLite through Spin in each world's component,
+//! anything that speaks these values in tests.
 
 pub mod lazy;
 pub mod schema;
-#[cfg(feature = "wasip2")]
-pub mod spin;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

@@ -20,7 +20,3 @@ pub mod store;
 pub mod time;
 pub mod token;
 pub mod validate;
-
-// The HTTP export only links into the WebAssembly component.
-#[cfg(all(target_arch = "wasm32", feature = "wasip2"))]
-mod component;

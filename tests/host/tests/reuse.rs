@@ -24,6 +24,19 @@ fn connections_received(redis: &RedisServer) -> i64 {
         .unwrap()
 }
 
+/// `n` sequential `GET /auth/me` on one kept-alive connection.
+fn me_requests(edge: &Edge, token: &str, n: usize) {
+    let http = client();
+    for _ in 0..n {
+        let r = http
+            .get(edge.url("/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
 #[test]
 fn concurrent_requests_of_different_users_see_only_their_own() {
     let redis = RedisServer::start();
@@ -89,15 +102,7 @@ fn a_reused_instance_keeps_its_redis_connection() {
         .start();
     let token = signup(&edge, "kept@example.com");
     let before = connections_received(&redis);
-    let http = client();
-    for _ in 0..100 {
-        let r = http
-            .get(edge.url("/auth/me"))
-            .bearer_auth(&token)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    me_requests(&edge, &token, 100);
     // The count includes this test's own INFO connection.
     let opened = connections_received(&redis) - before - 1;
     if is_wasip3() {
@@ -124,15 +129,7 @@ fn an_instance_is_replaced_after_its_reuse_count() {
         .start();
     let token = signup(&edge, "count@example.com");
     let before = connections_received(&redis);
-    let http = client();
-    for _ in 0..50 {
-        let r = http
-            .get(edge.url("/auth/me"))
-            .bearer_auth(&token)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    me_requests(&edge, &token, 50);
     let opened = connections_received(&redis) - before - 1;
     if is_wasip3() {
         // A new instance, and so a new connection, every 10 requests.

@@ -1,5 +1,11 @@
-//! Spin's HTTP entry point: reads the request (refusing bodies over the limit while streaming),
-//! loads the configuration from Spin variables, and runs the pipeline.
+//! alchemix-edge as a WASI 0.2 component (spin-sdk 5, `wasi:http/incoming-handler@0.2`), for
+//! Spin 3.x and 4.0 hosts. Spin gives it a fresh instance per request, so everything it opens
+//! (Redis, SQLite) and reads (the configuration, one `settings` variable) is per request.
+//!
+//! The entry point reads the request (refusing bodies over the limit while streaming), loads
+//! the configuration, and runs the core's pipeline.
+
+#![cfg(target_arch = "wasm32")]
 
 use std::cell::OnceCell;
 
@@ -8,14 +14,16 @@ use futures::StreamExt;
 use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse};
 use spin_sdk::http_component;
 use spin_sdk::redis;
+use spin_sdk::sqlite::{Connection, Error as SqliteError, Value as SqlValue};
 use spin_sdk::wit::wasi::http0_2_0::types::{HeaderError, OutgoingBody, ResponseOutparam};
 
-use crate::config::{settings_lookup, Config};
-use crate::db::spin::SpinDb;
-use crate::error::ApiError;
-use crate::http::{header_entry, BodyReader, Request, Response};
-use crate::pipeline;
-use crate::store::redis::{RedisError, RedisLink, RedisParameter, RedisResult};
+use alchemix_edge::config::{settings_lookup, Config};
+use alchemix_edge::db::lazy::{Driver, LazyDb};
+use alchemix_edge::db::{DbError, Rows, Value};
+use alchemix_edge::error::ApiError;
+use alchemix_edge::http::{header_entry, BodyReader, Request, Response};
+use alchemix_edge::pipeline;
+use alchemix_edge::store::redis::{RedisError, RedisLink, RedisParameter, RedisResult};
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
@@ -196,4 +204,63 @@ fn load_config() -> Result<Config, String> {
         .map_err(|e| format!("cannot read the settings variable: {e}"))?;
     let lookup = settings_lookup(&settings)?;
     Config::load(&|name| lookup.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+}
+
+/// The database of one request: Spin gives each WASI 0.2 request a fresh instance.
+type SpinDb = LazyDb<SpinSqlite>;
+
+struct SpinSqlite(Connection);
+
+impl Driver for SpinSqlite {
+    fn open() -> Result<Self, DbError> {
+        Connection::open_default()
+            .map(SpinSqlite)
+            .map_err(|e| DbError(describe(&e)))
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let params: Vec<SqlValue> = params
+            .iter()
+            .map(|p| match p {
+                Value::Int(i) => SqlValue::Integer(*i),
+                Value::Real(f) => SqlValue::Real(*f),
+                Value::Text(s) => SqlValue::Text(s.clone()),
+                Value::Null => SqlValue::Null,
+            })
+            .collect();
+        let result = self
+            .0
+            .execute(sql, &params)
+            .map_err(|e| DbError(describe(&e)))?;
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.values
+                    .into_iter()
+                    .map(|v| match v {
+                        SqlValue::Integer(i) => Value::Int(i),
+                        SqlValue::Real(f) => Value::Real(f),
+                        SqlValue::Text(s) => Value::Text(s),
+                        SqlValue::Blob(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+                        SqlValue::Null => Value::Null,
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Rows {
+            columns: result.columns,
+            rows,
+        })
+    }
+}
+
+fn describe(e: &SqliteError) -> String {
+    match e {
+        SqliteError::NoSuchDatabase => "no such database".into(),
+        SqliteError::AccessDenied => "access denied (sqlite_databases in spin.toml)".into(),
+        SqliteError::InvalidConnection => "invalid connection".into(),
+        SqliteError::DatabaseFull => "database full".into(),
+        SqliteError::Io(m) => m.clone(),
+    }
 }

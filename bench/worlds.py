@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Both builds of the edge on edge-host beside the seed's design, in one run on this machine:
+the WASI 0.3 component (spin.toml, instances reused as Spin 4.1 reuses them) and the WASI 0.2
+component (spin-wasip2.toml, a fresh instance per request), against node-seed as one process
+and as WORKERS=2 (one process per core).
+
+For each server and endpoint at BENCH_CONNECTIONS (16 by default): req/s, p50 and p99, CPU per
+request (the server's process tree and its Redis), Redis commands and new Redis connections per
+request (`total_connections_received`), and Redis round trips per protected request (MONITOR).
+Rounds alternate the servers; ratios are medians over rounds. Writes bench-results/worlds.json.
+"""
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import PASSWORD, ROOT, build_release, free_port, http, spawn, stop_all  # noqa: E402
+from run import SECRET, Redis, cpu_seconds, lua, median, run, wait_http, wrk  # noqa: E402
+from run import node_seed as run_node_seed  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+BAD_LOGIN = {"email": "bench@example.com", "password": "wrong-password"}
+
+
+def tree_cpu(pid):
+    """CPU of a process and its children (node's cluster workers are children of the master)."""
+    total = cpu_seconds(pid)
+    try:
+        children = run(["pgrep", "-P", str(pid)]).split()
+    except subprocess.CalledProcessError:
+        children = []
+    return total + sum(tree_cpu(int(c)) for c in children)
+
+
+def connections_received(redis):
+    for line in redis.cli("INFO", "stats").splitlines():
+        if line.startswith("total_connections_received:"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def measure(server, path, script):
+    base, redis, pid = server["base"], server["redis"], server["pid"]
+    before, conns = redis.commandstats(), connections_received(redis)
+    cpu, rcpu = tree_cpu(pid), cpu_seconds(redis.pid)
+    r = wrk(base + path, CONNECTIONS, script)
+    n = max(r["requests"], 1)
+    r["cpu_us_per_request"] = round((tree_cpu(pid) - cpu) / n * 1e6, 1)
+    r["redis_cpu_us_per_request"] = round((cpu_seconds(redis.pid) - rcpu) / n * 1e6, 1)
+    calls = sum(redis.commandstats().values()) - sum(before.values()) - 1
+    r["redis_commands_per_request"] = round(calls / n, 2)
+    # Less the bench's own INFO connections (commandstats, stats, commandstats again).
+    r["new_redis_connections_per_request"] = round(max(connections_received(redis) - conns - 3, 0) / n, 4)
+    return r
+
+
+def seed_user(base):
+    http("POST", base + "/auth/signup", {"email": "bench@example.com", "password": PASSWORD})
+    return http("POST", base + "/auth/login", {"email": "bench@example.com", "password": PASSWORD})[1]["data"]["token"]
+
+
+def refuse_logins(base):
+    while http("POST", base + "/auth/login", BAD_LOGIN)[0] != 429:
+        pass
+
+
+def edge(tmp, name, manifest, env):
+    redis = Redis(tmp)
+    port = free_port()
+    proc = spawn([os.path.join(ROOT, "target/release/edge-host"), "up", "--listen", f"127.0.0.1:{port}",
+                  "--state-dir", os.path.join(tmp, f"{name}-state"), "-f", os.path.join(ROOT, manifest)],
+                 env={"SPIN_VARIABLE_JWT_SECRET": SECRET, "SPIN_VARIABLE_REDIS_ADDRESS": redis.url,
+                      "SPIN_VARIABLE_API_RATE_LIMIT": "1000000000/15m",
+                      "SPIN_VARIABLE_USER_RATE_LIMIT": "1000000000/15m", **env},
+                 log=os.path.join(tmp, f"{name}.log"))
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/health")
+    token = seed_user(base)
+    for i in range(10):
+        http("POST", base + "/api/inventory", {"name": f"Bottle {i}", "Stock Number": i}, token)
+    http("GET", base + "/api/inventory", token=token)
+    refuse_logins(base)
+    return {"base": base, "redis": redis, "pid": proc.pid, "token": token}
+
+
+def node_seed(tmp, workers):
+    base, redis, token, pid = run_node_seed(tmp, workers)
+    return {"base": base, "redis": redis, "pid": pid, "token": token}
+
+
+def main():
+    build_release()
+    tmp = tempfile.mkdtemp(prefix="edge-worlds-")
+    try:
+        servers = {
+            "wasi 0.3": edge(tmp, "p3", "spin.toml", {}),
+            "wasi 0.3, page_cache=off": edge(tmp, "p3-off", "spin.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
+            "wasi 0.2": edge(tmp, "p2", "spin-wasip2.toml", {}),
+            "wasi 0.2, page_cache=off": edge(tmp, "p2-off", "spin-wasip2.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
+            "node-seed": node_seed(tmp, 1),
+            "node-seed WORKERS=2": node_seed(tmp, 2),
+        }
+        # What each server is asked: (row, path, script); the cache-off edges answer only the
+        # inventory row, which is their SQLite read.
+        plan = {}
+        for name, s in servers.items():
+            tag = name.replace(" ", "_").replace(",", "").replace("=", "")
+            inventory = ("GET /api/inventory", "/api/inventory", lua(tmp, f"{tag}-inv", token=s["token"]))
+            if "page_cache=off" in name:
+                plan[name] = [("GET /api/inventory (SQLite read)", *inventory[1:])]
+                continue
+            rows = [inventory,
+                    ("GET /auth/me", "/auth/me", lua(tmp, f"{tag}-me", token=s["token"])),
+                    ("POST /auth/login (429)", "/auth/login", lua(tmp, f"{tag}-429", "POST", BAD_LOGIN))]
+            if name.startswith("node"):
+                rows.append(("GET /api/inventory (SQLite read)", *inventory[1:]))
+            plan[name] = rows
+        results = {name: {row: [] for row, _, _ in rows} for name, rows in plan.items()}
+        order = list(plan)
+        for k in range(ROUNDS):
+            for name in (order if k % 2 == 0 else order[::-1]):
+                for row, path, script in plan[name]:
+                    results[name][row].append(measure(servers[name], path, script))
+        trips = {}
+        for name, s in servers.items():
+            fire = lambda s=s: http("GET", s["base"] + "/api/inventory", token=s["token"])  # noqa: E731
+            trips[name] = s["redis"].round_trips(fire)
+
+        def med(name, row, stat):
+            return median([r[stat] for r in results[name][row]])
+
+        print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.machine()}; "
+              f"{ROUNDS} rounds x {os.environ.get('BENCH_SECONDS', '5')} s at {CONNECTIONS} connections")
+        print(f"{'server':28} {'endpoint':34} {'req/s':>9} {'p50':>7} {'p99':>7} {'cpu µs':>8} "
+              f"{'redis cmd':>9} {'new conn':>9}")
+        for name, rows in plan.items():
+            for row, _, _ in rows:
+                print(f"{name:28} {row:34} {med(name, row, 'rps'):9.0f} {med(name, row, 'p50_ms'):7.2f} "
+                      f"{med(name, row, 'p99_ms'):7.2f} "
+                      f"{med(name, row, 'cpu_us_per_request') + med(name, row, 'redis_cpu_us_per_request'):8.0f} "
+                      f"{med(name, row, 'redis_commands_per_request'):9.2f} "
+                      f"{med(name, row, 'new_redis_connections_per_request'):9.4f}")
+        print("\nratios: edge / node-seed (req/s; p99), median over rounds [each round]")
+        ratios = {}
+        for edge_name in ("wasi 0.3", "wasi 0.2"):
+            for row in ("GET /api/inventory", "GET /api/inventory (SQLite read)", "GET /auth/me",
+                        "POST /auth/login (429)"):
+                source = f"{edge_name}, page_cache=off" if "SQLite" in row else edge_name
+                for seed in ("node-seed", "node-seed WORKERS=2"):
+                    per = [e["rps"] / n["rps"] for e, n in zip(results[source][row], results[seed][row])]
+                    p99 = [e["p99_ms"] / n["p99_ms"] for e, n in zip(results[source][row], results[seed][row])]
+                    key = f"{source} / {seed}: {row}"
+                    ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
+                                   "rounds": [round(x, 2) for x in per]}
+                    print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+        print("\nRedis per GET /api/inventory (MONITOR, 50 sequential reads): round trips, commands")
+        for name, (rt, cmds) in trips.items():
+            print(f"  {name:28} {rt:.2f} round trips, {cmds:.2f} commands")
+        commit = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).strip()
+        out = os.path.join(ROOT, "bench-results")
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "worlds.json"), "w") as f:
+            json.dump({"commit": commit, "machine": {"host": platform.node(), "cores": os.cpu_count()},
+                       "connections": CONNECTIONS, "results": results, "ratios": ratios,
+                       "round_trips": trips}, f, indent=1)
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
