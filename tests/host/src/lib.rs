@@ -6,6 +6,7 @@
 
 pub mod manifest;
 pub mod outbound;
+pub mod reuse;
 pub mod runtime_config;
 mod server;
 mod spin_impl;

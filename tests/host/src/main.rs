@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use edge_host::manifest::Manifest;
+use edge_host::reuse::Span;
 use edge_host::{App, AppOptions, Reuse};
 
 #[derive(Parser)]
@@ -42,15 +43,17 @@ enum Command {
         /// Set an application variable (`name=value`), overriding the environment.
         #[arg(long = "variable", value_parser = parse_variable)]
         variables: Vec<(String, String)>,
-        /// Requests one instance of a WASI 0.3 component serves before it is dropped.
-        #[arg(long, default_value_t = 128)]
-        max_instance_reuse_count: usize,
-        /// Requests one instance of a WASI 0.3 component serves at once.
-        #[arg(long, default_value_t = 16)]
-        max_instance_concurrent_reuse_count: usize,
-        /// How long an idle instance of a WASI 0.3 component is kept (`1s`, `500ms`).
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
-        idle_instance_timeout: std::time::Duration,
+        /// Requests one instance of a WASI 0.3 component serves before it is dropped: a number,
+        /// or a range like `1..8` from which each new instance draws.
+        #[arg(long, default_value = "128", value_parser = Span::parse_count)]
+        max_instance_reuse_count: Span<usize>,
+        /// Requests one instance of a WASI 0.3 component serves at once (a number or a range).
+        #[arg(long, default_value = "16", value_parser = Span::parse_count)]
+        max_instance_concurrent_reuse_count: Span<usize>,
+        /// How long an idle instance of a WASI 0.3 component is kept (`1s`, `500ms`, or a range
+        /// like `500ms..2s`).
+        #[arg(long, default_value = "1s", value_parser = Span::parse_duration)]
+        idle_instance_timeout: Span<std::time::Duration>,
     },
 }
 
@@ -58,21 +61,6 @@ fn parse_variable(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected name=value, got {s:?}"))
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?}"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n * 60)),
-        _ => Err(format!("not a duration (ms, s or m): {s:?}")),
-    }
 }
 
 fn main() {
@@ -110,8 +98,8 @@ fn run() -> Result<()> {
         state_dir,
         variables,
         reuse: Reuse {
-            max_count: max_instance_reuse_count.max(1),
-            max_concurrent: max_instance_concurrent_reuse_count.max(1),
+            max_count: max_instance_reuse_count,
+            max_concurrent: max_instance_concurrent_reuse_count,
             idle_timeout: idle_instance_timeout,
         },
     };

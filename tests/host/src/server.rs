@@ -35,6 +35,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::manifest::{route_matches, Manifest};
 use crate::outbound::{AllowedHost, AllowedHosts};
+use crate::reuse::Span;
 use crate::runtime_config::{RuntimeConfig, SqliteDecl};
 use crate::spin_impl::{bindings, SpinState, SqliteDatabase};
 use crate::variables::Resolver;
@@ -55,25 +56,33 @@ pub struct AppOptions {
 }
 
 /// How Spin 4.1 reuses the instance of a WASI 0.3 component (`spin up`'s defaults); a WASI 0.2
-/// component gets a fresh instance per request whatever these say, as in Spin.
+/// component gets a fresh instance per request whatever these say, as in Spin. Each new
+/// instance draws its own values from the spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Reuse {
     /// Requests one instance serves before it is dropped.
-    pub max_count: usize,
+    pub max_count: Span<usize>,
     /// Requests one instance serves at once.
-    pub max_concurrent: usize,
+    pub max_concurrent: Span<usize>,
     /// How long an idle instance is kept.
-    pub idle_timeout: Duration,
+    pub idle_timeout: Span<Duration>,
 }
 
 impl Default for Reuse {
     fn default() -> Self {
         Self {
-            max_count: 128,
-            max_concurrent: 16,
-            idle_timeout: Duration::from_secs(1),
+            max_count: Span::Value(128),
+            max_concurrent: Span::Value(16),
+            idle_timeout: Span::Value(Duration::from_secs(1)),
         }
     }
+}
+
+/// One instance's draw from [`Reuse`].
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_count: usize,
+    max_concurrent: usize,
 }
 
 impl AppOptions {
@@ -152,10 +161,13 @@ impl HandlerState for P3Instances {
             proxy,
             view: |s: &mut StoreState| s.http(),
             expiration: IdleExpiry {
-                idle: self.reuse.idle_timeout,
+                idle: self.reuse.idle_timeout.pick(),
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX)),
             },
-            state: ReusePolicy(self.reuse),
+            state: ReusePolicy(Limits {
+                max_count: self.reuse.max_count.pick(),
+                max_concurrent: self.reuse.max_concurrent.pick(),
+            }),
         })
     }
 }
@@ -188,7 +200,7 @@ impl WorkerExpiration for IdleExpiry {
     }
 }
 
-struct ReusePolicy(Reuse);
+struct ReusePolicy(Limits);
 
 impl WorkerState for ReusePolicy {
     type StoreData = StoreState;

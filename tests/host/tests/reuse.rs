@@ -126,6 +126,8 @@ fn an_instance_is_replaced_after_its_reuse_count() {
         .var("user_rate_limit", "100000/15m")
         .arg("--max-instance-reuse-count")
         .arg("10")
+        .arg("--idle-instance-timeout")
+        .arg("500ms..2s")
         .start();
     let token = signup(&edge, "count@example.com");
     let before = connections_received(&redis);
