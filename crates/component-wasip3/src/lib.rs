@@ -32,7 +32,7 @@ thread_local! {
     static DB: Rc<LazyDb<KeptSqlite>> = Rc::new(LazyDb::default());
     /// The configuration, read from Spin's variables and checked by the first request.
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
-    /// The instance's Redis connection (per address: the configuration names one).
+    /// The instance's Redis connection, to the address of its kept configuration.
     static REDIS: Rc<KeptRedis> = Rc::new(KeptRedis::default());
 }
 
@@ -204,10 +204,11 @@ fn describe_sqlite(e: &sqlite::Error) -> String {
 
 /// The instance's Redis connection. Concurrent requests share it (Spin multiplexes it); one
 /// that fails other than by Redis's own error reply is dropped and the command tried once on a
-/// new one, so an outage ends as soon as Redis is back, without a restart.
+/// new one, so an outage ends as soon as Redis is back, without a restart. The configuration
+/// is kept for the instance's life once it loads, so every request names the same address.
 #[derive(Default)]
 struct KeptRedis {
-    conn: RefCell<Option<(String, Rc<redis::Connection>)>>,
+    conn: RefCell<Option<Rc<redis::Connection>>>,
 }
 
 struct Link<'a> {
@@ -218,25 +219,22 @@ struct Link<'a> {
 impl Link<'_> {
     /// The kept connection if there is one (`true`), else a new one, kept from now on.
     async fn conn(&self) -> Result<(Rc<redis::Connection>, bool), RedisError> {
-        let kept = self.kept.conn.borrow().clone();
-        if let Some((address, conn)) = kept {
-            if address == self.address {
-                return Ok((conn, true));
-            }
+        if let Some(conn) = self.kept.conn.borrow().clone() {
+            return Ok((conn, true));
         }
         let conn = Rc::new(
             redis::Connection::open(self.address)
                 .await
                 .map_err(from_spin)?,
         );
-        *self.kept.conn.borrow_mut() = Some((self.address.to_string(), conn.clone()));
+        *self.kept.conn.borrow_mut() = Some(conn.clone());
         Ok((conn, false))
     }
 
     /// Forgets `conn` unless another request has replaced it already.
     fn forget(&self, conn: &Rc<redis::Connection>) {
         let mut kept = self.kept.conn.borrow_mut();
-        if kept.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, conn)) {
+        if kept.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
             *kept = None;
         }
     }
