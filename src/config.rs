@@ -1,6 +1,7 @@
 //! Configuration from Spin variables, parsed and validated once per request at the edge of the
 //! pipeline; nothing below this module reads a variable.
 
+use crate::db::Target;
 use crate::identity::Cidr;
 use crate::policy::{parse_duration_ms, Policy};
 
@@ -28,6 +29,11 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("redis_password", Some("")),
     ("jwt_previous_secret", Some("")),
     ("redis_database", Some("0")),
+    ("database_address", Some("")),
+    ("database_name", Some("alchemix")),
+    ("database_user", Some("alchemix")),
+    ("database_password", Some("")),
+    ("database_tls", Some("prefer")),
 ];
 
 /// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
@@ -56,6 +62,8 @@ pub struct Config {
     /// How long a list page stays in Redis for repeat reads; `None` ("off", or no Redis):
     /// every read goes to the database.
     pub page_cache_ms: Option<u64>,
+    /// Where the API's data lives: the embedded SQLite database, or PostgreSQL.
+    pub database: Target,
 }
 
 /// A value no log may show, not even through `{:?}`: its `Debug` says only whether it is set.
@@ -189,6 +197,66 @@ fn redis_url(
     ))
 }
 
+/// The PostgreSQL connection string, or `None` for the embedded database. `database_address`
+/// names only where PostgreSQL is (`postgres://host[:port]`), because it is also the manifest's
+/// `allowed_outbound_hosts` entry; the database name and credentials are added here,
+/// percent-encoded. Errors never quote the password.
+fn postgres_url(
+    address: &str,
+    name: &str,
+    user: &str,
+    password: &str,
+    tls: &str,
+) -> Result<Option<String>, String> {
+    let address = address.trim();
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let shape_error = || {
+        format!(
+            "database_address: {address:?} is not an address like postgres://host:5432 (no \
+             credentials, database or options: those are database_user, database_password and \
+             database_name)"
+        )
+    };
+    let authority = address
+        .strip_prefix("postgres://")
+        .ok_or_else(shape_error)?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(shape_error());
+    }
+    if name.trim().is_empty() {
+        return Err("database_name is empty: name the PostgreSQL database to use".into());
+    }
+    if user.trim().is_empty() {
+        return Err("database_user is empty: name the PostgreSQL role to connect as".into());
+    }
+    let credentials = if password.is_empty() {
+        percent_encode(user.trim())
+    } else {
+        format!(
+            "{}:{}",
+            percent_encode(user.trim()),
+            percent_encode(password)
+        )
+    };
+    // Spin verifies the server's certificate whenever TLS is on; `prefer` uses TLS when the
+    // server offers it, so a server with a certificate Spin cannot verify needs `disable`.
+    let tls = match tls.trim() {
+        mode @ ("disable" | "prefer" | "require") => mode,
+        other => {
+            return Err(format!(
+                "database_tls: {other:?} is not disable, prefer or require"
+            ))
+        }
+    };
+    Ok(Some(format!(
+        "postgres://{credentials}@{authority}/{}?sslmode={tls}",
+        percent_encode(name.trim())
+    )))
+}
+
 /// Everything but RFC 3986's unreserved characters, so any password survives the URL.
 fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -301,6 +369,22 @@ impl Config {
             var("redis_password")?,
             var("redis_database")?,
         )?;
+        let database = match postgres_url(
+            var("database_address")?,
+            var("database_name")?,
+            var("database_user")?,
+            var("database_password")?,
+            var("database_tls")?,
+        )? {
+            None => Target::Embedded,
+            Some(_) if redis_address.is_empty() => {
+                return Err("database_address is set but redis_address is empty: with \
+                            PostgreSQL, limit counters and revocations are kept in Redis \
+                            (set redis_address)"
+                    .into())
+            }
+            Some(url) => Target::Postgres(Secret(url)),
+        };
         let page_cache = var("page_cache")?;
         let page_cache_ms = match page_cache.trim() {
             // The embedded store is the database itself: nothing to save by caching in it.
@@ -330,6 +414,7 @@ impl Config {
             ipv6_subnet,
             cors_origins: list("cors_origins")?,
             page_cache_ms,
+            database,
         })
     }
 
@@ -341,6 +426,51 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_is_named_by_address_with_the_credentials_added() {
+        let secret = ("jwt_secret", "0123456789abcdef0123456789abcdef");
+        let c = load(&[secret]).unwrap();
+        assert_eq!(c.database, Target::Embedded);
+        let c = load(&[
+            secret,
+            ("database_address", "postgres://db.internal:5433"),
+            ("database_name", "cellar"),
+            ("database_user", "edge"),
+            ("database_password", "p@ss:w/rd"),
+        ])
+        .unwrap();
+        match &c.database {
+            Target::Postgres(url) => assert_eq!(
+                url.expose(),
+                "postgres://edge:p%40ss%3Aw%2Frd@db.internal:5433/cellar?sslmode=prefer"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{c:?}").contains("p@ss"));
+        for bad in [
+            "db.internal:5432",
+            "postgresql://db:5432",
+            "postgres://u:p@db:5432",
+            "postgres://db:5432/cellar",
+        ] {
+            let e = load(&[
+                secret,
+                ("database_address", bad),
+                ("database_password", "hunter2"),
+            ])
+            .unwrap_err();
+            assert!(e.contains("database_address"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let e = load(&[
+            secret,
+            ("redis_address", ""),
+            ("database_address", "postgres://db:5432"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("redis_address"), "{e}");
+    }
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, String> {
         let vars: Vec<(String, String)> = vars

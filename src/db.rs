@@ -1,8 +1,36 @@
-//! The API's database, behind a small trait: SQLite through Spin in each world's component,
-//! anything that speaks these values in tests.
+//! The API's database, behind a small trait: SQLite (the embedded default) or PostgreSQL
+//! through Spin in each world's component, anything that speaks these values in tests. The
+//! routes write one set of queries in the dialect both engines agree on, with SQLite's `?`
+//! and `?N` parameters; the PostgreSQL drivers number them (`postgres::placeholders`).
 
 pub mod lazy;
+pub mod postgres;
 pub mod schema;
+
+/// Which engine a connection speaks to, for the few statements the dialects spell differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the API's data lives, as the configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Spin's `default` SQLite database, on this machine.
+    Embedded,
+    /// A PostgreSQL connection string (credentials included: never shown).
+    Postgres(crate::config::Secret),
+}
+
+impl Target {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Embedded => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -72,25 +100,98 @@ impl Rows {
     }
 }
 
+/// What the routes tell apart; each driver sorts its engine's errors into these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    UniqueViolation,
+    ForeignKeyViolation,
+    /// A table or column the statement names does not exist (a schema behind the code).
+    MissingSchema,
+    /// The database cannot be reached, or the connection broke: retrying later may work.
+    Unavailable,
+    Other,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbError(pub String);
+pub struct DbError {
+    pub kind: DbErrorKind,
+    /// The engine's words; never a parameter's value or a credential.
+    pub message: String,
+}
 
 impl DbError {
+    pub fn new(kind: DbErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// An error of Spin's SQLite interface, which reports everything as text.
+    pub fn sqlite(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let kind = if message.contains("UNIQUE constraint failed") {
+            DbErrorKind::UniqueViolation
+        } else if message.contains("FOREIGN KEY constraint failed") {
+            DbErrorKind::ForeignKeyViolation
+        } else if message.contains("no such table") || message.contains("no such column") {
+            DbErrorKind::MissingSchema
+        } else {
+            DbErrorKind::Other
+        };
+        Self { kind, message }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
-        self.0.contains("UNIQUE constraint failed")
+        self.kind == DbErrorKind::UniqueViolation
     }
 
     pub fn is_foreign_key_violation(&self) -> bool {
-        self.0.contains("FOREIGN KEY constraint failed")
+        self.kind == DbErrorKind::ForeignKeyViolation
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
 pub trait Database {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
     /// Another instance verified the schema at `version`; this request may skip its check.
     fn vouch_schema(&self, _version: i64) {}
     /// Whether this request checked the schema itself (and migrated it if needed).
     fn verified_schema(&self) -> bool {
         false
+    }
+}
+
+/// Runs `work` in one write transaction: all of it is stored, or nothing. SQLite takes its
+/// write lock at `BEGIN IMMEDIATE`, so concurrent writers queue there rather than fail at
+/// their first write; PostgreSQL locks rows as it goes.
+pub fn transaction<T, E: From<DbError>>(
+    db: &dyn Database,
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let begin = match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.execute(begin, &[])?;
+    match work() {
+        Ok(value) => {
+            db.execute("COMMIT", &[])?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = db.execute("ROLLBACK", &[]) {
+                eprintln!("alchemix-edge: rollback failed: {rollback}");
+            }
+            Err(e)
+        }
     }
 }

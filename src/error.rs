@@ -35,6 +35,25 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Seconds a client is told to wait when the store or the database is unreachable.
+pub const RETRY_SECS: u64 = 2;
+
+/// A database that cannot be reached is a 503 the client retries (never a 500, never a 401
+/// that would make it drop its token); anything else is unexpected.
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        if e.kind == crate::db::DbErrorKind::Unavailable {
+            eprintln!("alchemix-edge: database unavailable: {e}");
+            Self::Unavailable {
+                message: "Service temporarily unavailable, please retry",
+                retry_after: RETRY_SECS,
+            }
+        } else {
+            Self::Internal(format!("database: {e}"))
+        }
+    }
+}
+
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest {

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::cors;
-use crate::db::schema::LATEST;
+use crate::db::schema;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::host;
@@ -17,9 +17,6 @@ use crate::store::redis::{RedisLink, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{page_key, CacheProbe, Limit, Outcome, PageAt, Store, StoreError, TokenRef};
 use crate::token::{self, Claims, Keys, TokenError};
-
-/// Seconds a client is told to wait when the store is unreachable.
-const STORE_RETRY_SECS: u64 = 2;
 
 /// Says whether a list page came from the page cache (`hit`) or the database (`miss`).
 pub const CACHE_HEADER: &str = "x-edge-cache";
@@ -65,7 +62,7 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
     ApiError::Unavailable {
         message: "Service temporarily unavailable, please retry",
-        retry_after: STORE_RETRY_SECS,
+        retry_after: crate::error::RETRY_SECS,
     }
 }
 
@@ -311,8 +308,9 @@ async fn run(
             write_done(svc, user, resource, since.filter(|_| written), ttl_ms).await;
         }
     }
-    if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < LATEST) {
-        if let Err(e) = svc.store.note_schema(LATEST).await {
+    let latest = schema::latest(svc.db.dialect());
+    if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < latest) {
+        if let Err(e) = svc.store.note_schema(latest).await {
             eprintln!("could not record the schema version: {e:?}");
         }
     }

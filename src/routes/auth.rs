@@ -48,10 +48,6 @@ fn issue(cx: &Ctx<'_>, user_id: i64, email: &str, token_version: i64) -> String 
     })
 }
 
-fn db_error(e: crate::db::DbError) -> ApiError {
-    ApiError::Internal(format!("database: {}", e.0))
-}
-
 pub async fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (email, password) = credentials(req)?;
     let email = password::normalize_email(&email)
@@ -80,7 +76,7 @@ pub async fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
             if e.is_unique_violation() {
                 exists()
             } else {
-                db_error(e)
+                ApiError::from(e)
             }
         })?;
     let row = rows.rows.first().ok_or_else(exists)?;
@@ -109,7 +105,7 @@ pub fn login(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
                  FROM users WHERE lower(email) = ?1 ORDER BY email = ?1 DESC, id LIMIT 1",
                 &[Value::from(email.as_str())],
             )
-            .map_err(db_error)?
+            .map_err(ApiError::from)?
             .rows
             .into_iter()
             .next(),
@@ -141,7 +137,7 @@ pub fn me(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             "SELECT id, email, created_at FROM users WHERE id = ?",
             &[Value::Int(user.user_id)],
         )
-        .map_err(db_error)?;
+        .map_err(ApiError::from)?;
     let row = rows
         .rows
         .first()
@@ -155,14 +151,15 @@ pub async fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     // The database is the record that outlives Redis; the store is what every instance reads.
     cx.db
         .execute(
-            "INSERT OR IGNORE INTO revoked_tokens (digest, user_id, expires_at) VALUES (?, ?, ?)",
+            "INSERT INTO revoked_tokens (digest, user_id, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
             &[
                 Value::from(digest),
                 Value::Int(user.user_id),
                 Value::Int(user.exp),
             ],
         )
-        .map_err(db_error)?;
+        .map_err(ApiError::from)?;
     cx.store
         .revoke(digest, user.exp)
         .await
@@ -178,7 +175,7 @@ pub async fn logout_all(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             "UPDATE users SET token_version = token_version + 1 WHERE id = ? RETURNING token_version",
             &[Value::Int(user.user_id)],
         )
-        .map_err(db_error)?
+        .map_err(ApiError::from)?
         .first_i64()
         .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     cx.store

@@ -257,10 +257,6 @@ pub fn resolve(method: &str, path: &str) -> Option<Result<(Resource, Action), Ap
     Some(action.map(|a| (resource, a)))
 }
 
-fn db_error(e: DbError) -> ApiError {
-    ApiError::Internal(format!("database: {}", e.0))
-}
-
 fn columns(spec: &Spec) -> String {
     let mut cols = String::from("t.id, t.user_id");
     for f in spec.fields {
@@ -466,7 +462,7 @@ fn list_at(
             ),
             &[Value::Int(user), Value::Int((page - 1) * limit)],
         )
-        .map_err(db_error)?;
+        .map_err(ApiError::from)?;
     let total = match rows.rows.first() {
         Some(row) => row.last().and_then(Value::as_i64).unwrap_or(0),
         None => db
@@ -474,7 +470,7 @@ fn list_at(
                 &format!("SELECT COUNT(*) FROM {} WHERE user_id = ?", spec.table),
                 &[Value::Int(user)],
             )
-            .map_err(db_error)?
+            .map_err(ApiError::from)?
             .first_i64()
             .unwrap_or(0),
     };
@@ -511,7 +507,7 @@ fn unpaged(
     );
     Ok(db
         .execute(&select, &[Value::Int(user)])
-        .map_err(db_error)?
+        .map_err(ApiError::from)?
         .rows)
 }
 
@@ -553,7 +549,7 @@ fn check_reference(
             &format!("SELECT 1 FROM {table} WHERE id = ? AND user_id = ?"),
             &[Value::Int(*id), Value::Int(user)],
         )
-        .map_err(db_error)?;
+        .map_err(ApiError::from)?;
     if found.rows.is_empty() {
         return Err(ApiError::validation(
             message,
@@ -573,7 +569,7 @@ fn fetch(spec: &Spec, id: i64, db: &dyn Database, user: i64) -> Result<Json, Api
             ),
             &[Value::Int(id), Value::Int(user)],
         )
-        .map_err(db_error)?;
+        .map_err(ApiError::from)?;
     let row = rows
         .rows
         .first()
@@ -622,7 +618,7 @@ fn write_error(spec: &Spec, e: DbError) -> ApiError {
         Some((column, _, message)) if e.is_foreign_key_violation() => {
             ApiError::validation(message, vec![format!("{column}: No such item")])
         }
-        _ => db_error(e),
+        _ => ApiError::from(e),
     }
 }
 
@@ -656,7 +652,7 @@ fn import(
         }
     }
     let imported = good.len();
-    transaction(db, || {
+    crate::db::transaction(db, || {
         good.into_iter()
             .try_for_each(|values| insert(spec, values, db, user).map(drop))
     })?;
@@ -703,23 +699,6 @@ fn import_collection(
     Ok(Some(id))
 }
 
-/// Runs `work` in one write transaction: all of it is stored, or nothing.
-fn transaction(
-    db: &dyn Database,
-    work: impl FnOnce() -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    db.execute("BEGIN IMMEDIATE", &[]).map_err(db_error)?;
-    match work() {
-        Ok(()) => db.execute("COMMIT", &[]).map(drop).map_err(db_error),
-        Err(e) => {
-            if let Err(rollback) = db.execute("ROLLBACK", &[]) {
-                eprintln!("rollback failed: {}", rollback.0);
-            }
-            Err(e)
-        }
-    }
-}
-
 /// `DELETE /api/recipes/all`: the caller's recipes; favorites that pointed at them keep their
 /// name and lose the link (the foreign key's `ON DELETE SET NULL`), as in AlcheMix.
 fn delete_all(spec: &Spec, db: &dyn Database, user: i64) -> Result<Response, ApiError> {
@@ -728,7 +707,7 @@ fn delete_all(spec: &Spec, db: &dyn Database, user: i64) -> Result<Response, Api
             &format!("DELETE FROM {} WHERE user_id = ? RETURNING id", spec.table),
             &[Value::Int(user)],
         )
-        .map_err(db_error)?
+        .map_err(ApiError::from)?
         .rows
         .len();
     let noun = if deleted == 1 { "recipe" } else { "recipes" };
@@ -791,7 +770,7 @@ fn delete(spec: &Spec, id: i64, db: &dyn Database, user: i64) -> Result<Response
             ),
             &[Value::Int(id), Value::Int(user)],
         )
-        .map_err(db_error)?;
+        .map_err(ApiError::from)?;
     if deleted.rows.is_empty() {
         return Err(ApiError::NotFound(spec.not_found.into()));
     }

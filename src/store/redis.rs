@@ -210,7 +210,7 @@ impl<'a> RedisStore<'a> {
     /// Replays every live revocation and version floor from the database, then marks Redis as
     /// restored. Idempotent, so instances that notice the loss together may all run it.
     async fn restore(&self, now_s: i64) -> Result<(), StoreError> {
-        let db_err = |e: DbError| StoreError::Unavailable(format!("restore: {}", e.0));
+        let db_err = |e: DbError| StoreError::Unavailable(format!("restore: {e}"));
         let revoked = self
             .db
             .execute(
@@ -414,7 +414,7 @@ impl Store for RedisStore<'_> {
             let now_s = outcome.now_ms / 1000;
             self.restore(now_s).await?;
             let (revoked, min_version) = recorded_state(self.db, t, now_s)
-                .map_err(|e| StoreError::Unavailable(format!("restore: {}", e.0)))?;
+                .map_err(|e| StoreError::Unavailable(format!("restore: {e}")))?;
             outcome.revoked |= revoked;
             outcome.min_version = outcome.min_version.max(min_version);
         }

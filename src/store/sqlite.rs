@@ -97,7 +97,7 @@ impl<'a> SqliteStore<'a> {
 }
 
 fn unavailable(e: DbError) -> StoreError {
-    StoreError::Unavailable(format!("embedded store: {}", e.0))
+    StoreError::Unavailable(format!("embedded store: {e}"))
 }
 
 #[async_trait(?Send)]

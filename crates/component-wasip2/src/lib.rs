@@ -1,6 +1,6 @@
 //! alchemix-edge as a WASI 0.2 component (spin-sdk 5, `wasi:http/incoming-handler@0.2`), for
 //! Spin 3.x and 4.0 hosts. Spin gives it a fresh instance per request, so everything it opens
-//! (Redis, SQLite) and reads (the configuration, one `settings` variable) is per request.
+//! (Redis, SQLite or PostgreSQL) and reads (the configuration, one `settings` variable) is per request.
 //!
 //! The entry point reads the request (refusing bodies over the limit while streaming), loads
 //! the configuration, and runs the core's pipeline.
@@ -13,13 +13,14 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse};
 use spin_sdk::http_component;
+use spin_sdk::pg;
 use spin_sdk::redis;
 use spin_sdk::sqlite::{Connection, Error as SqliteError, Value as SqlValue};
 use spin_sdk::wit::wasi::http0_2_0::types::{HeaderError, OutgoingBody, ResponseOutparam};
 
 use alchemix_edge::config::{settings_lookup, Config};
 use alchemix_edge::db::lazy::{Driver, LazyDb};
-use alchemix_edge::db::{DbError, Rows, Value};
+use alchemix_edge::db::{postgres, DbError, DbErrorKind, Rows, Target, Value};
 use alchemix_edge::error::ApiError;
 use alchemix_edge::http::{header_entry, BodyReader, Request, Response};
 use alchemix_edge::pipeline;
@@ -31,7 +32,8 @@ async fn handle(req: IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
         Ok(req) => match load_config() {
             Ok(config) => {
                 let link = SpinRedis::new(config.redis_address.expose());
-                pipeline::serve(&req, &config, &SpinDb::default(), &link).await
+                let db = SpinDb::new(config.database.clone());
+                pipeline::serve(&req, &config, &db, &link).await
             }
             Err(problem) => pipeline::misconfigured(&req, &problem),
         },
@@ -206,52 +208,124 @@ fn load_config() -> Result<Config, String> {
     Config::load(&|name| lookup.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
 }
 
-/// The database of one request: Spin gives each WASI 0.2 request a fresh instance.
-type SpinDb = LazyDb<SpinSqlite>;
+/// The database of one request: Spin gives each WASI 0.2 request a fresh instance, so the
+/// connection (SQLite's, or one from Spin's PostgreSQL pool) is opened per request.
+type SpinDb = LazyDb<SpinConn>;
 
-struct SpinSqlite(Connection);
+enum SpinConn {
+    Sqlite(Connection),
+    Postgres(pg::Connection),
+}
 
-impl Driver for SpinSqlite {
-    fn open() -> Result<Self, DbError> {
-        Connection::open_default()
-            .map(SpinSqlite)
-            .map_err(|e| DbError(describe(&e)))
+impl Driver for SpinConn {
+    fn open(target: &Target) -> Result<Self, DbError> {
+        match target {
+            Target::Embedded => Connection::open_default()
+                .map(SpinConn::Sqlite)
+                .map_err(|e| DbError::sqlite(describe(&e))),
+            Target::Postgres(url) => pg::Connection::open(url.expose())
+                .map(SpinConn::Postgres)
+                .map_err(|e| pg_error(&e)),
+        }
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let params: Vec<SqlValue> = params
-            .iter()
-            .map(|p| match p {
-                Value::Int(i) => SqlValue::Integer(*i),
-                Value::Real(f) => SqlValue::Real(*f),
-                Value::Text(s) => SqlValue::Text(s.clone()),
-                Value::Null => SqlValue::Null,
-            })
-            .collect();
-        let result = self
-            .0
-            .execute(sql, &params)
-            .map_err(|e| DbError(describe(&e)))?;
-        let rows = result
-            .rows
-            .into_iter()
-            .map(|row| {
-                row.values
-                    .into_iter()
-                    .map(|v| match v {
-                        SqlValue::Integer(i) => Value::Int(i),
-                        SqlValue::Real(f) => Value::Real(f),
-                        SqlValue::Text(s) => Value::Text(s),
-                        SqlValue::Blob(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
-                        SqlValue::Null => Value::Null,
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(Rows {
-            columns: result.columns,
-            rows,
+        match self {
+            SpinConn::Sqlite(conn) => sqlite_execute(conn, sql, params),
+            SpinConn::Postgres(conn) => pg_execute(conn, sql, params),
+        }
+    }
+}
+
+fn sqlite_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+    let params: Vec<SqlValue> = params
+        .iter()
+        .map(|p| match p {
+            Value::Int(i) => SqlValue::Integer(*i),
+            Value::Real(f) => SqlValue::Real(*f),
+            Value::Text(s) => SqlValue::Text(s.clone()),
+            Value::Null => SqlValue::Null,
         })
+        .collect();
+    let result = conn
+        .execute(sql, &params)
+        .map_err(|e| DbError::sqlite(describe(&e)))?;
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.values
+                .into_iter()
+                .map(|v| match v {
+                    SqlValue::Integer(i) => Value::Int(i),
+                    SqlValue::Real(f) => Value::Real(f),
+                    SqlValue::Text(s) => Value::Text(s),
+                    SqlValue::Blob(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+                    SqlValue::Null => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns: result.columns,
+        rows,
+    })
+}
+
+/// PostgreSQL through `fermyon:spin/postgres@2.0.0`: the shared query with numbered
+/// parameters, its values as the core's four kinds (booleans as 0 and 1, as SQLite has them).
+fn pg_execute(conn: &pg::Connection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+    let params: Vec<pg::ParameterValue> = params
+        .iter()
+        .map(|p| match p {
+            Value::Int(i) => pg::ParameterValue::Int64(*i),
+            Value::Real(f) => pg::ParameterValue::Floating64(*f),
+            Value::Text(s) => pg::ParameterValue::Str(s.clone()),
+            Value::Null => pg::ParameterValue::DbNull,
+        })
+        .collect();
+    let result = conn
+        .query(&postgres::placeholders(sql), &params)
+        .map_err(|e| pg_error(&e))?;
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    pg::DbValue::Boolean(b) => Value::Int(i64::from(b)),
+                    pg::DbValue::Int8(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int16(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int32(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int64(i) => Value::Int(i),
+                    pg::DbValue::Uint8(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Uint16(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Uint32(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Uint64(i) => {
+                        i64::try_from(i).map_or_else(|_| Value::Text(i.to_string()), Value::Int)
+                    }
+                    pg::DbValue::Floating32(f) => Value::Real(f64::from(f)),
+                    pg::DbValue::Floating64(f) => Value::Real(f),
+                    pg::DbValue::Str(s) => Value::Text(s),
+                    pg::DbValue::Binary(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+                    pg::DbValue::DbNull | pg::DbValue::Unsupported => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns: result.columns.into_iter().map(|c| c.name).collect(),
+        rows,
+    })
+}
+
+fn pg_error(e: &pg::PgError) -> DbError {
+    match e {
+        pg::PgError::ConnectionFailed(m) => DbError::new(DbErrorKind::Unavailable, m.clone()),
+        pg::PgError::QueryFailed(m) => DbError::new(postgres::kind_of_text(m), m.clone()),
+        pg::PgError::BadParameter(m)
+        | pg::PgError::ValueConversionFailed(m)
+        | pg::PgError::Other(m) => DbError::new(DbErrorKind::Other, m.clone()),
     }
 }
 

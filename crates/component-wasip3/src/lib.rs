@@ -1,7 +1,7 @@
 //! alchemix-edge as a WASI 0.3 component (spin-sdk 7, `wasi:http/handler@0.3.0`), for Spin 4.1
 //! and later. Spin reuses one instance for many requests (128 by default, 16 at once), so the
-//! instance keeps what costs to make: the Redis connection, the SQLite connection (its schema
-//! parsed once) and the parsed configuration. Nothing of a request (its headers, token, claims
+//! instance keeps what costs to make: the Redis connection, the database connection (SQLite's,
+//! its schema parsed once, or PostgreSQL's) and the parsed configuration. Nothing of a request (its headers, token, claims
 //! or identity) is kept: all of that lives in the request's own future.
 
 #![cfg(target_arch = "wasm32")]
@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use alchemix_edge::config::{Config, VARIABLES};
 use alchemix_edge::db::lazy::{Driver, LazyDb};
-use alchemix_edge::db::{DbError, Rows, Value};
+use alchemix_edge::db::{postgres, DbError, DbErrorKind, Rows, Target, Value};
 use alchemix_edge::error::ApiError;
 use alchemix_edge::http::{header_entry, BodyReader, Request, Response};
 use alchemix_edge::pipeline;
@@ -22,14 +22,16 @@ use alchemix_edge::store::redis::{
 use async_trait::async_trait;
 use http_body_util::BodyExt;
 use spin_sdk::http_service;
+use spin_sdk::pg::wit::postgres as pg;
 use spin_sdk::redis;
 use spin_sdk::sqlite::wit::sqlite;
 use spin_sdk::wasip3::http::types;
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 thread_local! {
-    /// The instance's database connection, opened by the first request that needs it.
-    static DB: Rc<LazyDb<KeptSqlite>> = Rc::new(LazyDb::default());
+    /// The instance's database connection, opened by the first request that needs it, to the
+    /// target of the kept configuration.
+    static DB: RefCell<Option<Rc<LazyDb<KeptDb>>>> = const { RefCell::new(None) };
     /// The configuration, read from Spin's variables and checked by the first request.
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
     /// The instance's Redis connection, to the address of its kept configuration.
@@ -50,7 +52,11 @@ async fn serve(req: &Request) -> Response {
         Ok(config) => config,
         Err(problem) => return pipeline::misconfigured(req, &problem),
     };
-    let db = DB.with(Rc::clone);
+    let db = DB.with(|db| {
+        db.borrow_mut()
+            .get_or_insert_with(|| Rc::new(LazyDb::new(config.database.clone())))
+            .clone()
+    });
     let redis = REDIS.with(Rc::clone);
     let link = Link {
         kept: &redis,
@@ -141,54 +147,127 @@ async fn config() -> Result<Rc<Config>, String> {
     Ok(config)
 }
 
-/// SQLite through `spin:sqlite/sqlite@3.1.0`, with its synchronous calls: a statement never
-/// yields, so a transaction's statements (the embedded store's check, an import) run without
-/// another request of the instance stepping between them on the shared connection.
-struct KeptSqlite(sqlite::Connection);
+/// The database through Spin's synchronous calls (`spin:sqlite/sqlite@3.1.0`,
+/// `spin:postgres/postgres@4.2.0`): a statement never yields, so a transaction's statements
+/// (the embedded store's check, an import) run without another request of the instance
+/// stepping between them on the shared connection.
+enum KeptDb {
+    Sqlite(sqlite::Connection),
+    Postgres(pg::Connection),
+}
 
-impl Driver for KeptSqlite {
-    fn open() -> Result<Self, DbError> {
-        sqlite::Connection::open("default")
-            .map(KeptSqlite)
-            .map_err(|e| DbError(describe_sqlite(&e)))
+impl Driver for KeptDb {
+    fn open(target: &Target) -> Result<Self, DbError> {
+        match target {
+            Target::Embedded => sqlite::Connection::open("default")
+                .map(KeptDb::Sqlite)
+                .map_err(|e| DbError::sqlite(describe_sqlite(&e))),
+            Target::Postgres(url) => pg::Connection::open(url.expose())
+                .map(KeptDb::Postgres)
+                .map_err(pg_error),
+        }
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let params: Vec<sqlite::Value> = params
-            .iter()
-            .map(|p| match p {
-                Value::Int(i) => sqlite::Value::Integer(*i),
-                Value::Real(f) => sqlite::Value::Real(*f),
-                Value::Text(s) => sqlite::Value::Text(s.clone()),
-                Value::Null => sqlite::Value::Null,
-            })
-            .collect();
-        let result = self
-            .0
-            .execute(sql, &params)
-            .map_err(|e| DbError(describe_sqlite(&e)))?;
-        let rows = result
-            .rows
-            .into_iter()
-            .map(|row| {
-                row.values
-                    .into_iter()
-                    .map(|v| match v {
-                        sqlite::Value::Integer(i) => Value::Int(i),
-                        sqlite::Value::Real(f) => Value::Real(f),
-                        sqlite::Value::Text(s) => Value::Text(s),
-                        sqlite::Value::Blob(b) => {
-                            Value::Text(String::from_utf8_lossy(&b).into_owned())
-                        }
-                        sqlite::Value::Null => Value::Null,
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(Rows {
-            columns: result.columns,
-            rows,
+        match self {
+            KeptDb::Sqlite(conn) => sqlite_execute(conn, sql, params),
+            KeptDb::Postgres(conn) => pg_execute(conn, sql, params),
+        }
+    }
+}
+
+fn sqlite_execute(conn: &sqlite::Connection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+    let params: Vec<sqlite::Value> = params
+        .iter()
+        .map(|p| match p {
+            Value::Int(i) => sqlite::Value::Integer(*i),
+            Value::Real(f) => sqlite::Value::Real(*f),
+            Value::Text(s) => sqlite::Value::Text(s.clone()),
+            Value::Null => sqlite::Value::Null,
         })
+        .collect();
+    let result = conn
+        .execute(sql, &params)
+        .map_err(|e| DbError::sqlite(describe_sqlite(&e)))?;
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.values
+                .into_iter()
+                .map(|v| match v {
+                    sqlite::Value::Integer(i) => Value::Int(i),
+                    sqlite::Value::Real(f) => Value::Real(f),
+                    sqlite::Value::Text(s) => Value::Text(s),
+                    sqlite::Value::Blob(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+                    sqlite::Value::Null => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns: result.columns,
+        rows,
+    })
+}
+
+/// The shared query with numbered parameters; its values as the core's four kinds (booleans
+/// as 0 and 1, as SQLite has them; a decimal as its text).
+fn pg_execute(conn: &pg::Connection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+    let params: Vec<pg::ParameterValue> = params
+        .iter()
+        .map(|p| match p {
+            Value::Int(i) => pg::ParameterValue::Int64(*i),
+            Value::Real(f) => pg::ParameterValue::Floating64(*f),
+            Value::Text(s) => pg::ParameterValue::Str(s.clone()),
+            Value::Null => pg::ParameterValue::DbNull,
+        })
+        .collect();
+    let result = conn
+        .query(&postgres::placeholders(sql), &params)
+        .map_err(pg_error)?;
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    pg::DbValue::Boolean(b) => Value::Int(i64::from(b)),
+                    pg::DbValue::Int8(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int16(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int32(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int64(i) | pg::DbValue::Timestamp(i) => Value::Int(i),
+                    pg::DbValue::Floating32(f) => Value::Real(f64::from(f)),
+                    pg::DbValue::Floating64(f) => Value::Real(f),
+                    pg::DbValue::Str(s) | pg::DbValue::Decimal(s) | pg::DbValue::Uuid(s) => {
+                        Value::Text(s)
+                    }
+                    pg::DbValue::Binary(b) | pg::DbValue::Jsonb(b) => {
+                        Value::Text(String::from_utf8_lossy(&b).into_owned())
+                    }
+                    _ => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns: result.columns.into_iter().map(|c| c.name).collect(),
+        rows,
+    })
+}
+
+fn pg_error(e: pg::Error) -> DbError {
+    match e {
+        pg::Error::ConnectionFailed(m) => DbError::new(DbErrorKind::Unavailable, m),
+        pg::Error::QueryFailed(pg::QueryError::DbError(e)) => {
+            DbError::new(postgres::kind_of_code(&e.code), e.message)
+        }
+        pg::Error::QueryFailed(pg::QueryError::Text(m)) => {
+            DbError::new(postgres::kind_of_text(&m), m)
+        }
+        pg::Error::BadParameter(m) | pg::Error::ValueConversionFailed(m) | pg::Error::Other(m) => {
+            DbError::new(DbErrorKind::Other, m)
+        }
     }
 }
 

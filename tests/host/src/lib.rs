@@ -11,6 +11,7 @@ pub mod runtime_config;
 mod server;
 mod spin_impl;
 mod spin_p3;
+mod spin_pg;
 pub mod variables;
 
 pub use server::{App, AppOptions, Reuse};

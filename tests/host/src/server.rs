@@ -265,19 +265,21 @@ impl App {
             variables.insert(key.clone(), resolver.expand(template)?);
         }
         // Like Spin's loader: a literal entry must parse before the app starts; a templated one
-        // is only parsed on use, once resolved.
+        // is only parsed on use, once resolved, and one that resolves to nothing is an optional
+        // endpoint left unset (`{{ database_address }}` with the embedded database): skipped.
+        let mut resolved = Vec::with_capacity(decl.allowed_outbound_hosts.len());
         for rule in &decl.allowed_outbound_hosts {
             if !rule.contains("{{") {
                 AllowedHost::parse(rule).context("`allowed_outbound_hosts` is malformed")?;
+                resolved.push(rule.clone());
+                continue;
+            }
+            let rule = resolver.expand(rule)?;
+            if !matches!(rule.as_str(), "" | "http://" | "https://") {
+                resolved.push(rule);
             }
         }
-        let allowed_hosts = AllowedHosts::parse(
-            &decl
-                .allowed_outbound_hosts
-                .iter()
-                .map(|rule| resolver.expand(rule))
-                .collect::<Result<Vec<_>>>()?,
-        );
+        let allowed_hosts = AllowedHosts::parse(&resolved);
 
         let state_dir = opts
             .state_dir
@@ -313,6 +315,7 @@ impl App {
             allowed_hosts,
             redis_permits: Arc::new(Semaphore::new(max_redis)),
             sqlite,
+            postgres: Default::default(),
         });
 
         let source = app_dir.join(&decl.source);

@@ -1,4 +1,5 @@
-//! The Spin interfaces the component imports (Redis, SQLite, variables), with Spin's semantics:
+//! The Spin interfaces the component imports (Redis, SQLite, variables; PostgreSQL is in
+//! `spin_pg`), with Spin's semantics:
 //! a new Redis connection per `open`, allowed-hosts checks, SQLite labels, flat `execute` replies.
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub mod bindings {
         with: {
             "fermyon:spin/redis@2.0.0.connection": crate::spin_impl::RedisConnection,
             "fermyon:spin/sqlite@2.0.0.connection": crate::spin_impl::SqliteConnection,
+            "fermyon:spin/postgres@2.0.0.connection": crate::spin_pg::PgConnection,
         },
     });
 }
@@ -33,6 +35,7 @@ pub struct SpinState {
     pub allowed_hosts: AllowedHosts,
     pub redis_permits: Arc<Semaphore>,
     pub sqlite: HashMap<String, SqliteDatabase>,
+    pub postgres: crate::spin_pg::PgPools,
 }
 
 pub struct RedisConnection {

@@ -22,6 +22,7 @@ pub mod bindings {
         with: {
             "spin:redis/redis.connection": crate::spin_impl::RedisConnection,
             "spin:sqlite/sqlite.connection": crate::spin_impl::SqliteConnection,
+            "spin:postgres/postgres.connection": crate::spin_pg::PgConnection,
         },
     });
 }

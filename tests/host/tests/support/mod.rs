@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -62,6 +64,7 @@ impl RedisServer {
                 child: None,
             };
             if server.try_restart() {
+                pg::attach_database(server.port);
                 return server;
             }
         }
@@ -216,6 +219,8 @@ pub struct EdgeBuilder {
     args: Vec<String>,
     state_dir: Option<PathBuf>,
     manifest: Option<PathBuf>,
+    /// The data is in PostgreSQL (`pg`): no state dir is shared, as on separate machines.
+    separate_machines: bool,
 }
 
 impl EdgeBuilder {
@@ -265,7 +270,8 @@ impl EdgeBuilder {
 
     /// Starts edge-host; on failure returns what it printed.
     pub fn try_start(&self) -> Result<Edge, String> {
-        let (own_state, state_dir) = match self.state_dir.clone() {
+        let shared = self.state_dir.clone().filter(|_| !self.separate_machines);
+        let (own_state, state_dir) = match shared {
             Some(dir) => (None, dir),
             None => {
                 let t = TempDir::new();
@@ -335,13 +341,21 @@ impl EdgeBuilder {
 
 impl Edge {
     pub fn builder(redis: &str) -> EdgeBuilder {
-        EdgeBuilder {
+        let mut builder = EdgeBuilder {
             env: Vec::new(),
             args: Vec::new(),
             state_dir: None,
             manifest: None,
+            separate_machines: false,
         }
-        .var("redis_address", redis)
+        .var("redis_address", redis);
+        if let Some(vars) = pg::database_vars(redis) {
+            builder.separate_machines = true;
+            for (name, value) in vars {
+                builder = builder.var(name, &value);
+            }
+        }
+        builder
     }
 
     pub fn start(redis: &RedisServer) -> Self {
