@@ -8,6 +8,10 @@ For each server and endpoint at BENCH_CONNECTIONS (16 by default): req/s, p50 an
 request (the server's process tree and its Redis), Redis commands and new Redis connections per
 request (`total_connections_received`), and Redis round trips per protected request (MONITOR).
 Rounds alternate the servers; ratios are medians over rounds. Writes bench-results/worlds.json.
+
+With a PostgreSQL server in EDGE_TEST_POSTGRES (`scripts/bench` starts one through
+scripts/with-postgres), both builds also serve the inventory read from PostgreSQL (page cache
+off, a database of their own), beside the same read from SQLite.
 """
 
 import json
@@ -89,6 +93,18 @@ def edge(tmp, name, manifest, env):
     return {"base": base, "redis": redis, "pid": proc.pid, "token": token}
 
 
+def postgres_env(name):
+    """The variables of an edge whose data is in a new database of the bench's PostgreSQL."""
+    server = os.environ["EDGE_TEST_POSTGRES"]
+    host, port = server.rsplit(":", 1)
+    database = f"bench_{name.replace('-', '_')}"
+    run(["psql", "-h", host, "-p", port, "-U", "postgres", "-q", "-c", f"DROP DATABASE IF EXISTS {database}",
+         "-c", f"CREATE DATABASE {database}"])
+    return {"SPIN_VARIABLE_DATABASE_ADDRESS": f"postgres://{server}", "SPIN_VARIABLE_DATABASE_NAME": database,
+            "SPIN_VARIABLE_DATABASE_USER": "postgres", "SPIN_VARIABLE_DATABASE_TLS": "disable",
+            "SPIN_VARIABLE_PAGE_CACHE": "off"}
+
+
 def node_seed(tmp, workers):
     base, redis, token, pid = run_node_seed(tmp, workers)
     return {"base": base, "redis": redis, "pid": pid, "token": token}
@@ -103,6 +119,10 @@ def main():
             "wasi 0.3, page_cache=off": edge(tmp, "p3-off", "spin.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
             "wasi 0.2": edge(tmp, "p2", "spin-wasip2.toml", {}),
             "wasi 0.2, page_cache=off": edge(tmp, "p2-off", "spin-wasip2.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
+            **({
+                "wasi 0.3, PostgreSQL, page_cache=off": edge(tmp, "p3-pg", "spin.toml", postgres_env("p3-pg")),
+                "wasi 0.2, PostgreSQL, page_cache=off": edge(tmp, "p2-pg", "spin-wasip2.toml", postgres_env("p2-pg")),
+            } if os.environ.get("EDGE_TEST_POSTGRES") else {}),
             "node-seed": node_seed(tmp, 1),
             "node-seed WORKERS=2": node_seed(tmp, 2),
         }
@@ -112,6 +132,9 @@ def main():
         for name, s in servers.items():
             tag = name.replace(" ", "_").replace(",", "").replace("=", "")
             inventory = ("GET /api/inventory", "/api/inventory", lua(tmp, f"{tag}-inv", token=s["token"]))
+            if "PostgreSQL" in name:
+                plan[name] = [("GET /api/inventory (PostgreSQL read)", *inventory[1:])]
+                continue
             if "page_cache=off" in name:
                 plan[name] = [("GET /api/inventory (SQLite read)", *inventory[1:])]
                 continue
@@ -159,6 +182,21 @@ def main():
                     ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
                                    "rounds": [round(x, 2) for x in per]}
                     print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+        for edge_name in ("wasi 0.3", "wasi 0.2"):
+            source = f"{edge_name}, PostgreSQL, page_cache=off"
+            if source not in results:
+                continue
+            row = "GET /api/inventory (PostgreSQL read)"
+            sqlite = results[f"{edge_name}, page_cache=off"]["GET /api/inventory (SQLite read)"]
+            for seed, against in (("node-seed", None), ("node-seed WORKERS=2", None),
+                                  (f"{edge_name}, page_cache=off (SQLite read)", sqlite)):
+                base = against if against is not None else results[seed]["GET /api/inventory (SQLite read)"]
+                per = [e["rps"] / n["rps"] for e, n in zip(results[source][row], base)]
+                p99 = [e["p99_ms"] / n["p99_ms"] for e, n in zip(results[source][row], base)]
+                key = f"{source} / {seed}: {row}"
+                ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
+                               "rounds": [round(x, 2) for x in per]}
+                print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
         print("\nRedis per GET /api/inventory (MONITOR, 50 sequential reads): round trips, commands")
         for name, (rt, cmds) in trips.items():
             print(f"  {name:28} {rt:.2f} round trips, {cmds:.2f} commands")

@@ -97,7 +97,7 @@ fn manifest_allowing(dir: &TempDir, entry: &str) -> std::path::PathBuf {
     let manifest = std::fs::read_to_string(manifest())
         .unwrap()
         .replace(
-            r#"allowed_outbound_hosts = ["{{ redis_address }}"]"#,
+            r#"allowed_outbound_hosts = ["{{ redis_address }}", "{{ database_address }}"]"#,
             &format!(r#"allowed_outbound_hosts = ["{entry}"]"#),
         )
         .replace(
