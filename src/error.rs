@@ -116,10 +116,8 @@ impl ApiError {
                 retry_after,
             } => (message.to_string(), None, Some(retry_after)),
             Self::Misconfigured => ("Server misconfigured".into(), None, None),
-            Self::Internal(detail) => {
-                eprintln!("internal error: {detail}");
-                ("Internal server error".into(), None, None)
-            }
+            // The pipeline logs the detail, with the request's id.
+            Self::Internal(_) => ("Internal server error".into(), None, None),
         };
         let mut body = json!({ "success": false, "error": message });
         if let Some(details) = details {

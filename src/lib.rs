@@ -15,6 +15,7 @@ pub mod password;
 pub mod pipeline;
 pub mod policy;
 pub mod ratelimit;
+pub mod requestlog;
 pub mod routes;
 pub mod store;
 pub mod time;

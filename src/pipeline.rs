@@ -11,6 +11,7 @@ use crate::http::{Request, Response};
 use crate::identity;
 use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
+use crate::requestlog::{self, Decision, Entry, Trace};
 use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
 use crate::store::redis::{RedisLink, RedisStore};
@@ -111,26 +112,65 @@ pub fn unreadable(e: ApiError) -> Response {
 /// Serves one request; never panics on input, always answers JSON.
 pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
     let origin = req.header("origin");
-    if req.method == "OPTIONS" {
+    let mut trace = Trace::default();
+    let mut internal = None;
+    let (mut resp, decision) = if req.method == "OPTIONS" {
         // Preflights are answered here: no token, no limiter, no store.
-        let mut resp = cors::preflight(origin, &config.cors_origins);
-        finish(&mut resp, Some(req), &config.cors_origins, svc.random);
-        return resp;
-    }
-    let mut resp = match run(req, config, svc).await {
-        Ok(resp) => resp,
-        Err((e, headers)) => {
-            let mut resp = e.into_response();
-            resp.headers.extend(headers);
-            resp
+        trace.route = Some("preflight".into());
+        let resp = cors::preflight(origin, &config.cors_origins);
+        (resp, Decision::Allowed)
+    } else {
+        match run(req, config, svc, &mut trace).await {
+            Ok(resp) => {
+                let open = resp.header(DEGRADED_HEADER).is_some();
+                let decision = Decision::of(resp.status, None, open);
+                (resp, decision)
+            }
+            Err((e, headers)) => {
+                let decision = Decision::of(e.status(), Some(&e), false);
+                if let ApiError::Internal(detail) = &e {
+                    internal = Some(detail.clone());
+                }
+                let mut resp = e.into_response();
+                resp.headers.extend(headers);
+                (resp, decision)
+            }
         }
     };
     finish(&mut resp, Some(req), &config.cors_origins, svc.random);
+    let request_id = resp.header("x-request-id").unwrap_or_default();
+    let now_ms = host::now_ms();
+    if let Some(detail) = internal {
+        eprintln!(
+            "{}",
+            requestlog::error_line(now_ms, Some(request_id), &detail)
+        );
+    }
+    let client = requestlog::client_hash(
+        config.jwt_secret.expose().as_bytes(),
+        &client_subject(req, config),
+    );
+    eprintln!(
+        "{}",
+        requestlog::line(&Entry {
+            now_ms,
+            request_id,
+            method: &req.method,
+            status: resp.status,
+            duration_ms: now_ms.saturating_sub(svc.now_ms).max(0),
+            decision,
+            client: Some(&client),
+            trace: &trace,
+        })
+    );
     if req.method == "HEAD" {
         resp.body.clear();
     }
     resp
 }
+
+/// Marks a response served without limits or revocation checks while the store was down.
+const DEGRADED_HEADER: &str = "x-edge-degraded";
 
 /// What every response carries, including those refused before the pipeline runs.
 pub fn finish(
@@ -158,8 +198,10 @@ async fn run(
     req: &Request,
     config: &Config,
     svc: &Services<'_>,
+    trace: &mut Trace,
 ) -> Result<Response, (ApiError, Headers)> {
     let route = routes::resolve(&req.method, &req.path).map_err(|e| (e, Vec::new()))?;
+    trace.route = Some(route.pattern());
     let mut keys = Keys::new(config.jwt_secret.expose().as_bytes());
     if let Some(previous) = &config.jwt_previous_secret {
         keys = keys.accepting_previous(previous.expose().as_bytes());
@@ -197,6 +239,7 @@ async fn run(
         Some(Ok((claims, _))) => Some(claims.user_id),
         _ => None,
     };
+    trace.user_id = user_id;
     let page_key = match (route, user_id, config.page_cache_ms) {
         (Route::Api(resource, action), Some(user), Some(_)) => {
             resources::page_name(resource, action, req).map(|name| page_key(user, &name))
@@ -227,7 +270,7 @@ async fn run(
                     "store unavailable, serving {} {} open: {e:?}",
                     req.method, req.path
                 );
-                headers.push(("x-edge-degraded".into(), "store-unavailable".into()));
+                headers.push((DEGRADED_HEADER.into(), "store-unavailable".into()));
             }
             Err(e) => return Err((store_error(e), headers)),
         }

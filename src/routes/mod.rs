@@ -35,6 +35,29 @@ impl Route {
         matches!(self, Self::Signup | Self::Login)
     }
 
+    /// The route's pattern, for logs: ids as `:id`, never the raw path.
+    pub fn pattern(self) -> String {
+        let base = |r: Resource| match r {
+            Resource::Inventory => "/api/inventory",
+            Resource::Recipes => "/api/recipes",
+            Resource::Favorites => "/api/favorites",
+            Resource::Collections => "/api/collections",
+        };
+        match self {
+            Self::Health => "/health".into(),
+            Self::Signup => "/auth/signup".into(),
+            Self::Login => "/auth/login".into(),
+            Self::Me => "/auth/me".into(),
+            Self::Logout => "/auth/logout".into(),
+            Self::LogoutAll => "/auth/logout-all".into(),
+            Self::OpenApi => "/openapi.json".into(),
+            Self::Api(r, Action::List | Action::Create) => base(r).into(),
+            Self::Api(r, Action::Update(_) | Action::Delete(_)) => format!("{}/:id", base(r)),
+            Self::Api(r, Action::Import) => format!("{}/import", base(r)),
+            Self::Api(r, Action::DeleteAll) => format!("{}/all", base(r)),
+        }
+    }
+
     /// Routes that read Redis and SQLite themselves rather than through the limiter.
     pub fn is_unlimited(self) -> bool {
         matches!(self, Self::Health | Self::OpenApi)

@@ -39,8 +39,15 @@ fn keep_alive_responses_do_not_wait_for_a_delayed_ack() {
             .collect();
         times.sort();
         let median = times[times.len() / 2];
+        // A read from PostgreSQL (in the suite's PostgreSQL run) costs its own round trips,
+        // still far below the 40 ms a stall would add.
+        let bound = if pg::on_postgres() && path.starts_with("/api") {
+            20
+        } else {
+            5
+        };
         assert!(
-            median < std::time::Duration::from_millis(5),
+            median < std::time::Duration::from_millis(bound),
             "{path}: median {median:?} over {times:?}"
         );
     }
