@@ -189,7 +189,8 @@ pub fn transaction<T, E: From<DbError>>(
         }
         Err(e) => {
             if let Err(rollback) = db.execute("ROLLBACK", &[]) {
-                eprintln!("alchemix-edge: rollback failed: {rollback}");
+                let message = format!("rollback failed: {rollback}");
+                eprintln!("{}", crate::requestlog::event("error", None, &message));
             }
             Err(e)
         }

@@ -28,6 +28,8 @@ pub enum ApiError {
     Unavailable {
         message: &'static str,
         retry_after: u64,
+        /// What was down and why, for the log line; never sent.
+        detail: String,
     },
     /// The operator's configuration is unusable; the log line says why.
     Misconfigured,
@@ -43,10 +45,10 @@ pub const RETRY_SECS: u64 = 2;
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         if e.kind == crate::db::DbErrorKind::Unavailable {
-            eprintln!("alchemix-edge: database unavailable: {e}");
             Self::Unavailable {
                 message: "Service temporarily unavailable, please retry",
                 retry_after: RETRY_SECS,
+                detail: format!("database unavailable: {e}"),
             }
         } else {
             Self::Internal(format!("database: {e}"))
@@ -55,6 +57,15 @@ impl From<crate::db::DbError> for ApiError {
 }
 
 impl ApiError {
+    /// What the log should say of this error beyond its status (never sent to the client).
+    pub fn log_detail(&self) -> Option<&str> {
+        match self {
+            Self::Internal(detail) => Some(detail),
+            Self::Unavailable { detail, .. } if !detail.is_empty() => Some(detail),
+            _ => None,
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest {
             message: message.into(),
@@ -114,6 +125,7 @@ impl ApiError {
             Self::Unavailable {
                 message,
                 retry_after,
+                ..
             } => (message.to_string(), None, Some(retry_after)),
             Self::Misconfigured => ("Server misconfigured".into(), None, None),
             // The pipeline logs the detail, with the request's id.
@@ -155,6 +167,7 @@ mod tests {
         let r = ApiError::Unavailable {
             message: "down",
             retry_after: 2,
+            detail: "redis: connection refused".into(),
         }
         .into_response();
         assert_eq!((r.status, r.header("retry-after")), (503, Some("2")));

@@ -1,6 +1,8 @@
 //! The request path: request id, client identity, route, limits + revocation (one store call),
 //! authentication, handler, response headers. Every failure becomes an `ApiError` here.
 
+use std::cell::RefCell;
+
 use crate::config::Config;
 use crate::cors;
 use crate::db::schema;
@@ -35,9 +37,15 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
     pub claims: Option<Claims>,
     pub token_digest: Option<String>,
+    pub errors: &'a RefCell<Vec<String>>,
 }
 
 impl Ctx<'_> {
+    /// A failure that does not decide the answer, logged with the request's id.
+    pub fn note_error(&self, message: String) {
+        self.errors.borrow_mut().push(message);
+    }
+
     pub fn user(&self) -> Result<&Claims, ApiError> {
         self.claims
             .as_ref()
@@ -50,28 +58,38 @@ pub struct Services<'a> {
     pub store: &'a dyn Store,
     pub random: &'a dyn Fn(&mut [u8]),
     pub now_ms: i64,
+    /// Failures that did not decide the answer (a page not cached, a refund lost), logged
+    /// with the request's id once it is answered.
+    pub errors: &'a RefCell<Vec<String>>,
+}
+
+impl Services<'_> {
+    pub fn note_error(&self, message: String) {
+        self.errors.borrow_mut().push(message);
+    }
 }
 
 pub fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(detail) => {
-            eprintln!("store unavailable: {detail}");
-        }
-        StoreError::Misconfigured(detail) => {
-            eprintln!("store misconfigured: {detail}");
-        }
-    }
+    let detail = match e {
+        StoreError::Unavailable(detail) => format!("store unavailable: {detail}"),
+        StoreError::Misconfigured(detail) => format!("store misconfigured: {detail}"),
+    };
     ApiError::Unavailable {
         message: "Service temporarily unavailable, please retry",
         retry_after: crate::error::RETRY_SECS,
+        detail,
     }
 }
 
 /// The answer while the configuration does not load: a 500, the problem logged by name.
 pub fn misconfigured(req: &Request, problem: &str) -> Response {
-    eprintln!("alchemix-edge: refusing to serve: {problem}");
     let mut resp = ApiError::Misconfigured.into_response();
     finish(&mut resp, Some(req), &[], &host::random);
+    let message = format!("alchemix-edge: refusing to serve: {problem}");
+    eprintln!(
+        "{}",
+        requestlog::event("error", resp.header("x-request-id"), &message)
+    );
     resp
 }
 
@@ -93,11 +111,13 @@ pub async fn serve(
         redis = RedisStore::new(link, db, config.token_ttl_secs + 60);
         &redis
     };
+    let errors = RefCell::new(Vec::new());
     let services = Services {
         db,
         store,
         random: &host::random,
         now_ms,
+        errors: &errors,
     };
     handle(req, config, &services).await
 }
@@ -113,7 +133,6 @@ pub fn unreadable(e: ApiError) -> Response {
 pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Response {
     let origin = req.header("origin");
     let mut trace = Trace::default();
-    let mut internal = None;
     let (mut resp, decision) = if req.method == "OPTIONS" {
         // Preflights are answered here: no token, no limiter, no store.
         trace.route = Some("preflight".into());
@@ -128,8 +147,8 @@ pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Respo
             }
             Err((e, headers)) => {
                 let decision = Decision::of(e.status(), Some(&e), false);
-                if let ApiError::Internal(detail) = &e {
-                    internal = Some(detail.clone());
+                if let Some(detail) = e.log_detail() {
+                    svc.note_error(detail.to_string());
                 }
                 let mut resp = e.into_response();
                 resp.headers.extend(headers);
@@ -140,11 +159,8 @@ pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Respo
     finish(&mut resp, Some(req), &config.cors_origins, svc.random);
     let request_id = resp.header("x-request-id").unwrap_or_default();
     let now_ms = host::now_ms();
-    if let Some(detail) = internal {
-        eprintln!(
-            "{}",
-            requestlog::error_line(now_ms, Some(request_id), &detail)
-        );
+    for detail in svc.errors.borrow_mut().drain(..) {
+        eprintln!("{}", requestlog::event("error", Some(request_id), &detail));
     }
     let client = requestlog::client_hash(
         config.jwt_secret.expose().as_bytes(),
@@ -266,10 +282,7 @@ async fn run(
         match svc.store.check(&limits, token_ref).await {
             Ok(o) => outcome = Some(o),
             Err(e) if config.fails_open(&req.method, &req.path) => {
-                eprintln!(
-                    "store unavailable, serving {} {} open: {e:?}",
-                    req.method, req.path
-                );
+                svc.note_error(format!("store unavailable, serving open: {e:?}"));
                 headers.push((DEGRADED_HEADER.into(), "store-unavailable".into()));
             }
             Err(e) => return Err((store_error(e), headers)),
@@ -323,6 +336,7 @@ async fn run(
         now_ms: svc.now_ms,
         claims,
         token_digest: digest,
+        errors: svc.errors,
     };
     let mut result = routes::dispatch(route, req, &cx).await;
     if let (Some(key), Some(o), Ok(resp), Some(ttl_ms)) =
@@ -336,7 +350,7 @@ async fn run(
                 ttl_ms,
             };
             if let Err(e) = svc.store.keep_page(page).await {
-                eprintln!("could not cache a page: {e:?}");
+                svc.note_error(format!("could not cache a page: {e:?}"));
             }
         }
         resp.set_header(CACHE_HEADER, "miss");
@@ -354,11 +368,11 @@ async fn run(
     let latest = schema::latest(svc.db.dialect());
     if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < latest) {
         if let Err(e) = svc.store.note_schema(latest).await {
-            eprintln!("could not record the schema version: {e:?}");
+            svc.note_error(format!("could not record the schema version: {e:?}"));
         }
     }
     if route.is_login() && result.as_ref().is_ok_and(Response::is_success) {
-        refund_login(&limits, outcome.as_ref(), svc.store).await;
+        refund_login(&limits, outcome.as_ref(), svc).await;
     }
     match result {
         Ok(mut resp) => {
@@ -385,7 +399,7 @@ async fn write_done(
         }
         Ok(_) => None,
         Err(e) => {
-            eprintln!("could not read back a written page: {e:?}");
+            svc.note_error(format!("could not read back a written page: {e:?}"));
             None
         }
     });
@@ -398,7 +412,9 @@ async fn write_done(
             ttl_ms,
         });
     if let Err(e) = svc.store.data_changed(user, page).await {
-        eprintln!("could not invalidate user {user}'s cached pages: {e:?}");
+        svc.note_error(format!(
+            "could not invalidate user {user}'s cached pages: {e:?}"
+        ));
     }
 }
 
@@ -440,7 +456,8 @@ fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String)
 
 /// A successful login or signup gives back its own per-IP unit (only failures stay counted,
 /// and earlier failures from the address still count), and clears the account's failures.
-async fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, store: &dyn Store) {
+async fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, svc: &Services<'_>) {
+    let store = svc.store;
     let Some(o) = outcome else { return };
     for (limit, window) in limits.iter().zip(&o.windows) {
         let result = match limit.policy.name {
@@ -449,7 +466,7 @@ async fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, store: &dyn S
             _ => Ok(()),
         };
         if let Err(e) = result {
-            eprintln!("settling a successful login failed: {e:?}");
+            svc.note_error(format!("settling a successful login failed: {e:?}"));
         }
     }
 }

@@ -117,11 +117,11 @@ pub fn line(e: &Entry<'_>) -> String {
     .unwrap_or_default()
 }
 
-/// An error's own line, with the request it belongs to when there is one.
-pub fn error_line(now_ms: i64, request_id: Option<&str>, message: &str) -> String {
+/// An event's own line (`level` error or warn), with the request it belongs to if any.
+pub fn event(level: &str, request_id: Option<&str>, message: &str) -> String {
     serde_json::json!({
-        "time": iso8601(now_ms),
-        "level": "error",
+        "time": iso8601(crate::host::now_ms()),
+        "level": level,
         "request_id": request_id,
         "message": message,
     })

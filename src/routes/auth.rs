@@ -84,7 +84,7 @@ pub async fn signup(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
     // A database recreated under the same Redis hands out ids again: pages cached for the
     // id's previous owner must not match the new owner's data version.
     if let Err(e) = cx.store.data_changed(id, None).await {
-        eprintln!("could not set a new user's data version: {e:?}");
+        cx.note_error(format!("could not set a new user's data version: {e:?}"));
     }
     let token = issue(cx, id, &email, row[3].as_i64().unwrap_or(0));
     Ok(Response::data(

@@ -32,7 +32,7 @@ pub async fn health(cx: &Ctx<'_>) -> Response {
     // repeats it only every few minutes, until the setting is fixed.
     if let Some(warning) = warning {
         if warning.log {
-            eprintln!("alchemix-edge: warning: {}", warning.text);
+            eprintln!("{}", crate::requestlog::event("warn", None, &warning.text));
         }
         body["warnings"] = json!([warning.text]);
     }

@@ -253,11 +253,12 @@ impl<'a> RedisStore<'a> {
             ],
         )
         .await?;
-        eprintln!(
+        let message = format!(
             "redis had lost its revocation state; restored {} revocations and {} version floors",
             revoked.rows.len(),
             versions.rows.len()
         );
+        eprintln!("{}", crate::requestlog::event("warn", None, &message));
         Ok(())
     }
 

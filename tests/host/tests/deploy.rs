@@ -52,15 +52,22 @@ fn the_spinapp_names_every_required_and_secret_variable_and_the_pushed_image() {
         push.contains(&format!("IMAGE:-{image}}}")),
         "deploy/push makes {image}"
     );
-    assert!(push.contains("-f spin-wasip2.toml"), "SpinKube runs the WASI 0.2 build");
+    assert!(
+        push.contains("-f spin-wasip2.toml"),
+        "SpinKube runs the WASI 0.2 build"
+    );
     let manifest: toml::Table =
-        toml::from_str(&std::fs::read_to_string(root().join("spin-wasip2.toml")).unwrap())
-            .unwrap();
+        toml::from_str(&std::fs::read_to_string(root().join("spin-wasip2.toml")).unwrap()).unwrap();
     let version = manifest["application"]["version"].as_str().unwrap();
-    assert!(image.ends_with(&format!(":{version}")), "{image} vs {version}");
+    assert!(
+        image.ends_with(&format!(":{version}")),
+        "{image} vs {version}"
+    );
 
     let secrets = documents("secrets.example.yaml");
-    let runtime = app["spec"]["runtimeConfig"]["loadFromSecret"].as_str().unwrap();
+    let runtime = app["spec"]["runtimeConfig"]["loadFromSecret"]
+        .as_str()
+        .unwrap();
     assert!(kind(&secrets, "Secret", runtime)["stringData"]["runtime-config.toml"].is_string());
 
     let declared = manifest_variables("spin-wasip2.toml");
@@ -87,7 +94,12 @@ fn the_spinapp_names_every_required_and_secret_variable_and_the_pushed_image() {
             assert!(named.contains(name), "the SpinApp must name {name}");
         }
     }
-    for name in ["redis_address", "database_address", "database_name", "database_user"] {
+    for name in [
+        "redis_address",
+        "database_address",
+        "database_name",
+        "database_user",
+    ] {
         assert!(named.contains(name), "the SpinApp must name {name}");
     }
 }
@@ -102,7 +114,10 @@ fn the_redis_never_evicts_and_is_the_one_the_spinapp_uses() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    let policy = args.iter().position(|a| *a == "--maxmemory-policy").unwrap();
+    let policy = args
+        .iter()
+        .position(|a| *a == "--maxmemory-policy")
+        .unwrap();
     assert_eq!(args[policy + 1], "noeviction");
     let service = kind(&redis, "Service", "alchemix-edge-redis");
     let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();

@@ -24,11 +24,12 @@ fn line_of<'a>(lines: &'a [Value], reply: &Reply) -> &'a Value {
 
 #[test]
 fn every_request_has_one_json_line_with_its_request_id_and_decision() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let edge = Edge::builder(&redis.url())
         .var("auth_rate_limit", "3/1m")
         .start();
     let token = signup(&edge, "logs@example.com");
+    let second = login_token(&edge, "logs@example.com");
     let created = post(
         &edge.url("/api/inventory"),
         Some(&token),
@@ -90,4 +91,29 @@ fn every_request_has_one_json_line_with_its_request_id_and_decision() {
     assert!(!all.contains("127.0.0.1"), "no address in clear: {all}");
     assert!(!all.contains(&token), "no token: {all}");
     assert!(!all.contains("12345"), "no raw path: {all}");
+
+    // A request refused because Redis is down: its line says degraded, and the cause has a
+    // line of its own under the same request id.
+    redis.kill();
+    let down = get(&edge.url("/api/inventory"), Some(&second));
+    assert_eq!(down.status, 503, "{}", down.text);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let lines: Vec<Value> = edge
+        .drain_log()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let id = down.header("x-request-id").unwrap();
+    let of_it: Vec<&Value> = lines.iter().filter(|l| l["request_id"] == id).collect();
+    assert!(
+        of_it
+            .iter()
+            .any(|l| l["level"] == "info" && l["decision"] == "degraded"),
+        "{of_it:?}"
+    );
+    assert!(
+        of_it.iter().any(|l| l["level"] == "error"
+            && l["message"].as_str().unwrap().contains("store unavailable")),
+        "{of_it:?}"
+    );
 }
