@@ -162,10 +162,13 @@ pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Respo
     for detail in svc.errors.borrow_mut().drain(..) {
         eprintln!("{}", requestlog::event("error", Some(request_id), &detail));
     }
-    let client = requestlog::client_hash(
-        config.jwt_secret.expose().as_bytes(),
-        &client_subject(req, config),
-    );
+    // The limits already named the client; only unlimited routes and refusals before the
+    // route was known still need it worked out.
+    let subject = trace
+        .client
+        .take()
+        .unwrap_or_else(|| client_subject(req, config));
+    let client = requestlog::client_hash(config.jwt_secret.expose().as_bytes(), &subject);
     eprintln!(
         "{}",
         requestlog::line(&Entry {
@@ -227,9 +230,9 @@ async fn run(
     let auth = route.needs_token().then(|| authenticate(req, &keys, now_s));
     let mut limits = Vec::new();
     if !route.is_unlimited() {
-        let client = client_subject(req, config);
+        let client: &str = trace.client.insert(client_subject(req, config));
         if route.is_login() {
-            push(&mut limits, &config.auth_limit, &client);
+            push(&mut limits, &config.auth_limit, client);
         }
         if route == Route::Login {
             if let Some(account) = routes::auth::account_key(req) {
@@ -241,7 +244,7 @@ async fn run(
             }
         }
         if req.path == "/api" || req.path.starts_with("/api/") {
-            push(&mut limits, &config.api_limit, &client);
+            push(&mut limits, &config.api_limit, client);
         }
         if let Some(Ok((claims, _))) = &auth {
             push(

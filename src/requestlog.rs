@@ -56,6 +56,8 @@ pub struct Trace {
     /// The route's pattern (`/api/inventory/:id`), never the raw path.
     pub route: Option<String>,
     pub user_id: Option<i64>,
+    /// The client's subject, as the limits named it; hashed before it is written.
+    pub client: Option<String>,
 }
 
 /// The first 16 hex digits of HMAC-SHA256(key, subject).
@@ -167,6 +169,7 @@ mod tests {
         let trace = Trace {
             route: Some("/api/inventory/:id".into()),
             user_id: Some(7),
+            client: None,
         };
         let client = client_hash(b"key", "203.0.113.9");
         assert_eq!(client.len(), 16);

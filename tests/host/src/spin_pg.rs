@@ -37,14 +37,16 @@ pub struct PgConnection {
 }
 
 impl PgPools {
-    fn pool(&self, address: &str) -> Result<deadpool_postgres::Pool, v4::Error> {
+    /// The address's pool; `config` is the address parsed (by `open`, for its checks).
+    fn pool(
+        &self,
+        address: &str,
+        config: tokio_postgres::Config,
+    ) -> Result<deadpool_postgres::Pool, v4::Error> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = pools.get(address) {
             return Ok(pool.clone());
         }
-        let config = address
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| v4::Error::ConnectionFailed(format!("{e:?}")))?;
         let manager_config = deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Clean,
         };
@@ -105,7 +107,7 @@ pub(crate) async fn open(spin: &SpinState, address: &str) -> Result<PgConnection
             Err(problem) => return Err(v4::Error::Other(problem)),
         }
     }
-    let pool = spin.postgres.pool(address)?;
+    let pool = spin.postgres.pool(address, config)?;
     let client = pool
         .get()
         .await
@@ -332,6 +334,12 @@ fn v2_error(e: v4::Error) -> v2_types::Error {
     }
 }
 
+fn v2_parameters(
+    params: Vec<v2_types::ParameterValue>,
+) -> Result<Vec<v4::ParameterValue>, v2_types::Error> {
+    params.into_iter().map(v2_parameter).collect()
+}
+
 fn v2_parameter(p: v2_types::ParameterValue) -> Result<v4::ParameterValue, v2_types::Error> {
     use v2_types::ParameterValue as P2;
     use v4::ParameterValue as P;
@@ -411,7 +419,7 @@ impl v2::HostConnection for StoreState {
         params: Vec<v2_types::ParameterValue>,
     ) -> Trap<Result<v2_types::RowSet, v2_types::Error>> {
         let client = self.pg_client(&this)?;
-        let params = match params.into_iter().map(v2_parameter).collect() {
+        let params = match v2_parameters(params) {
             Ok(params) => params,
             Err(e) => return Ok(Err(e)),
         };
@@ -442,7 +450,7 @@ impl v2::HostConnection for StoreState {
         params: Vec<v2_types::ParameterValue>,
     ) -> Trap<Result<u64, v2_types::Error>> {
         let client = self.pg_client(&this)?;
-        let params = match params.into_iter().map(v2_parameter).collect() {
+        let params = match v2_parameters(params) {
             Ok(params) => params,
             Err(e) => return Ok(Err(e)),
         };
