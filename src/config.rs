@@ -34,6 +34,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("database_user", Some("alchemix")),
     ("database_password", Some("")),
     ("database_tls", Some("prefer")),
+    ("metrics_token", Some("")),
 ];
 
 /// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
@@ -64,6 +65,8 @@ pub struct Config {
     pub page_cache_ms: Option<u64>,
     /// Where the API's data lives: the embedded SQLite database, or PostgreSQL.
     pub database: Target,
+    /// The bearer token `GET /metrics` asks for; `None`: the endpoint does not exist.
+    pub metrics_token: Option<Secret>,
 }
 
 /// A value no log may show, not even through `{:?}`: its `Debug` says only whether it is set.
@@ -316,6 +319,17 @@ impl Config {
                 jwt_secret.len()
             ));
         }
+        let metrics_token = match var("metrics_token")? {
+            "" => None,
+            t if t.len() < MIN_SECRET_BYTES => {
+                return Err(format!(
+                    "metrics_token is {} bytes; at least {MIN_SECRET_BYTES} are required \
+                     (or leave it empty to turn /metrics off)",
+                    t.len()
+                ))
+            }
+            t => Some(Secret(t.to_string())),
+        };
         let previous = var("jwt_previous_secret")?;
         let jwt_previous_secret = match previous.len() {
             0 => None,
@@ -415,7 +429,21 @@ impl Config {
             cors_origins: list("cors_origins")?,
             page_cache_ms,
             database,
+            metrics_token,
         })
+    }
+
+    /// The policies in force (those not turned `off`).
+    pub fn policies(&self) -> Vec<&Policy> {
+        [
+            &self.auth_limit,
+            &self.login_limit,
+            &self.api_limit,
+            &self.user_limit,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     pub fn fails_open(&self, method: &str, path: &str) -> bool {
@@ -485,6 +513,19 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_metrics_token_is_long_or_absent() {
+        let c = load(&[("jwt_secret", SECRET)]).unwrap();
+        assert!(c.metrics_token.is_none());
+        let e = load(&[("jwt_secret", SECRET), ("metrics_token", "short-token")]).unwrap_err();
+        assert!(
+            e.contains("metrics_token") && !e.contains("short-token"),
+            "{e}"
+        );
+        let c = load(&[("jwt_secret", SECRET), ("metrics_token", SECRET)]).unwrap();
+        assert!(!format!("{c:?}").contains(SECRET));
+    }
 
     #[test]
     fn defaults_follow_the_seed() {

@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod password;
 pub mod pipeline;
 pub mod policy;

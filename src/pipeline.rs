@@ -274,6 +274,7 @@ async fn run(
         Some(Ok((claims, digest))) => Some(TokenRef {
             digest,
             user_id: claims.user_id,
+            version: claims.token_version,
             cache,
         }),
         _ => None,
@@ -282,7 +283,8 @@ async fn run(
     let mut headers = Headers::new();
     let mut outcome: Option<Outcome> = None;
     if !limits.is_empty() || token_ref.is_some() {
-        match svc.store.check(&limits, token_ref).await {
+        let token_refused = matches!(auth, Some(Err(_)));
+        match svc.store.check(&limits, token_ref, token_refused).await {
             Ok(o) => outcome = Some(o),
             Err(e) if config.fails_open(&req.method, &req.path) => {
                 svc.note_error(format!("store unavailable, serving open: {e:?}"));

@@ -30,9 +30,31 @@ pub fn admits(
     elapsed_ms: u64,
     cost: u64,
 ) -> bool {
+    band(limit, window_ms, prev, curr, elapsed_ms, cost) != Band::Over
+}
+
+/// Where a check leaves a policy, for the fleet's counters (Envoy ratelimit's names): over
+/// the limit, near it (80% or more used once this request counts), or within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Band {
+    Within,
+    Near,
+    Over,
+}
+
+/// The band of `cost` more units; the same test the Redis script runs.
+pub fn band(limit: u32, window_ms: u64, prev: u64, curr: u64, elapsed_ms: u64, cost: u64) -> Band {
     let w = u128::from(window_ms);
-    let weighted_prev = u128::from(prev) * (w - u128::from(elapsed_ms.min(window_ms)));
-    weighted_prev + u128::from(curr + cost) * w <= u128::from(limit) * w
+    let used = u128::from(prev) * (w - u128::from(elapsed_ms.min(window_ms)))
+        + u128::from(curr + cost) * w;
+    let capacity = u128::from(limit) * w;
+    if used > capacity {
+        Band::Over
+    } else if 5 * used >= 4 * capacity {
+        Band::Near
+    } else {
+        Band::Within
+    }
 }
 
 /// What a client is told about one policy after a decision.
@@ -141,6 +163,18 @@ mod tests {
         // Halfway through, half the previous slot's weight is gone.
         assert!(admits(5, 900_000, 5, 1, 450_000, 1));
         assert!(!admits(5, 900_000, 5, 2, 450_000, 1));
+    }
+
+    #[test]
+    fn bands_agree_with_admission() {
+        assert_eq!(band(5, 900_000, 0, 2, 10, 1), Band::Within);
+        assert_eq!(band(5, 900_000, 0, 3, 10, 1), Band::Near);
+        assert_eq!(band(5, 900_000, 0, 4, 10, 1), Band::Near);
+        assert_eq!(band(5, 900_000, 0, 5, 10, 1), Band::Over);
+        for (prev, curr, elapsed) in [(5, 0, 1), (5, 1, 450_000), (5, 2, 450_000), (3, 3, 0)] {
+            let over = band(5, 900_000, prev, curr, elapsed, 1) == Band::Over;
+            assert_eq!(over, !admits(5, 900_000, prev, curr, elapsed, 1));
+        }
     }
 
     #[test]

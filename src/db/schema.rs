@@ -88,6 +88,15 @@ pub const MIGRATIONS: &[&[&str]] = &[
         // Logins and signups match addresses in any case (AlcheMix stored them as typed).
         "CREATE INDEX IF NOT EXISTS idx_users_email_lower ON users(lower(email))",
     ],
+    &[
+        // The embedded store's decision counters for `/metrics`, one row per minute and field.
+        "CREATE TABLE IF NOT EXISTS edge_metrics (
+            bucket INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (bucket, name)
+        ) WITHOUT ROWID",
+    ],
 ];
 
 /// PostgreSQL's migrations: the same tables as SQLite's, in its types. `created_at` keeps

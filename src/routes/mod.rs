@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod health;
 pub mod import;
+pub mod metrics;
 pub mod resources;
 
 use crate::error::ApiError;
@@ -19,6 +20,7 @@ pub enum Route {
     Logout,
     LogoutAll,
     OpenApi,
+    Metrics,
     Api(Resource, Action),
 }
 
@@ -51,6 +53,7 @@ impl Route {
             Self::Logout => "/auth/logout".into(),
             Self::LogoutAll => "/auth/logout-all".into(),
             Self::OpenApi => "/openapi.json".into(),
+            Self::Metrics => "/metrics".into(),
             Self::Api(r, Action::List | Action::Create) => base(r).into(),
             Self::Api(r, Action::Update(_) | Action::Delete(_)) => format!("{}/:id", base(r)),
             Self::Api(r, Action::Import) => format!("{}/import", base(r)),
@@ -60,7 +63,7 @@ impl Route {
 
     /// Routes that read Redis and SQLite themselves rather than through the limiter.
     pub fn is_unlimited(self) -> bool {
-        matches!(self, Self::Health | Self::OpenApi)
+        matches!(self, Self::Health | Self::OpenApi | Self::Metrics)
     }
 }
 
@@ -78,6 +81,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     let (allowed, route) = match path {
         "/health" => ("GET", Route::Health),
         "/openapi.json" => ("GET", Route::OpenApi),
+        "/metrics" => ("GET", Route::Metrics),
         "/auth/signup" => ("POST", Route::Signup),
         "/auth/login" => ("POST", Route::Login),
         "/auth/me" => ("GET", Route::Me),
@@ -93,7 +97,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-fn not_found(method: &str, path: &str) -> ApiError {
+pub(crate) fn not_found(method: &str, path: &str) -> ApiError {
     let shown: String = path.chars().take(200).collect();
     let method: String = method.chars().take(16).collect();
     ApiError::NotFound(format!("Route {method} {shown} not found"))
@@ -108,6 +112,7 @@ pub async fn dispatch(route: Route, req: &Request, cx: &Ctx<'_>) -> Result<Respo
         Route::Logout => auth::logout(cx).await,
         Route::LogoutAll => auth::logout_all(cx).await,
         Route::OpenApi => Ok(openapi()),
+        Route::Metrics => metrics::metrics(req, cx).await,
         Route::Api(resource, action) => resources::dispatch(resource, action, req, cx),
     }
 }

@@ -7,6 +7,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::db::{Database, DbError, Value};
+use crate::metrics::Totals;
 use crate::policy::Policy;
 use crate::ratelimit::WindowState;
 
@@ -31,6 +32,8 @@ impl Limit {
 pub struct TokenRef<'a> {
     pub digest: &'a str,
     pub user_id: i64,
+    /// The token's `tokenVersion`, so the check can count a token below its user's floor.
+    pub version: i64,
     pub cache: CacheProbe<'a>,
 }
 
@@ -82,12 +85,17 @@ pub enum StoreError {
 
 #[async_trait(?Send)]
 pub trait Store {
-    /// Charges every limit and reads the token's revocation state, atomically, in one round trip.
+    /// Charges every limit and reads the token's revocation state, atomically, in one round
+    /// trip, and counts the request's verdict for the fleet's metrics (`token_refused`: the
+    /// request presented a token that failed verification).
     async fn check(
         &self,
         limits: &[Limit],
         token: Option<TokenRef<'_>>,
+        token_refused: bool,
     ) -> Result<Outcome, StoreError>;
+    /// The fleet's counters, summed over each of [`metrics::WINDOWS`](crate::metrics::WINDOWS).
+    async fn metrics(&self) -> Result<Totals, StoreError>;
     /// Gives back one unit charged in `slot` (a successful login is not an attempt that counts).
     async fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError>;
     /// Forgets a subject's count under a policy (an account's failures after a good login).

@@ -11,17 +11,21 @@ use super::{
     WARNING_LOG_INTERVAL_SECS,
 };
 use crate::db::{Database, DbError, Value};
+use crate::metrics::{Totals, BUCKET_MS, BUCKET_PREFIX, WINDOWS};
 use crate::ratelimit::WindowState;
 
 /// KEYS: one counter prefix per limit; with a token its revoked, version and epoch keys, then
 /// the user's data version key (cache probe 1 or 2) and the page key (probe 2); last the schema
 /// key. ARGV: the number of limits, then limit, window (ms) and cost for each, then 1/0 for the
-/// token group and the cache probe: 0 none, 1 the data version, 2 the data version and a page.
+/// token group, the cache probe (0 none, 1 the data version, 2 the data version and a page),
+/// the token's version, 1/0 for a token that failed verification, and each limit's policy name.
 /// Returns now_ms, admitted, revoked, min_version, epoch present, schema version, data version,
 /// then slot, prev, curr, elapsed_ms for each limit, and last the page body when the cache
 /// holds it at the current data version and the request is admitted.
 /// Every key is read by one MGET and each charged counter written by one SET with its TTL
-/// (the script is atomic, so read-then-set is an increment): Redis runs 2 + limits commands.
+/// (the script is atomic, so read-then-set is an increment). The verdict and each policy's hit
+/// and band are counted in this minute's metrics bucket (`ae:mx:<minute>`, named here from
+/// Redis's clock, so it is not in KEYS), given its TTL when a counter in it is new.
 pub const CHECK_SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
 local has_token, probe = ARGV[3*n+2] == '1', ARGV[3*n+3]
@@ -37,11 +41,16 @@ end
 for i = n + 1, #KEYS do names[#names+1] = KEYS[i] end
 local v = redis.call('MGET', unpack(names))
 local res = {now, 1, 0, 0, 1, tonumber(v[#v] or '0'), 0}
-local prevs, currs = {}, {}
+local prevs, currs, bands = {}, {}, {}
 for i = 1, n do
   local limit, window, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
   prevs[i], currs[i] = tonumber(v[2*i-1] or '0'), tonumber(v[2*i] or '0')
-  if prevs[i] * (window - elapsed[i]) + (currs[i] + cost) * window > limit * window then res[2] = 0 end
+  local used = prevs[i] * (window - elapsed[i]) + (currs[i] + cost) * window
+  if used > limit * window then
+    res[2], bands[i] = 0, 'over_limit'
+  elseif 5 * used >= 4 * limit * window then
+    bands[i] = 'near_limit'
+  end
 end
 if res[2] == 1 then
   for i = 1, n do
@@ -59,6 +68,22 @@ if has_token then
   res[5] = v[j+2] and 1 or 0
   j = j + 3
 end
+local verdict = 'allowed'
+if res[2] == 0 then
+  verdict = 'limited'
+elseif ARGV[3*n+5] == '1' then
+  verdict = 'unauthenticated'
+elseif has_token and (res[3] == 1 or tonumber(ARGV[3*n+4]) < res[4]) then
+  verdict = 'revoked'
+end
+local mk = 'ae:mx:' .. math.floor(now / 60000)
+local fresh = redis.call('HINCRBY', mk, 'd:' .. verdict, 1) == 1
+for i = 1, n do
+  local p = 'p:' .. ARGV[3*n+5+i] .. ':'
+  if redis.call('HINCRBY', mk, p .. 'total_hits', 1) == 1 then fresh = true end
+  if bands[i] and redis.call('HINCRBY', mk, p .. bands[i], 1) == 1 then fresh = true end
+end
+if fresh then redis.call('EXPIRE', mk, 3660) end
 local page
 if probe ~= '0' then
   local dv = v[j] or '0'
@@ -75,7 +100,40 @@ end
 if page then res[#res+1] = page end
 return res
 "#;
-pub const CHECK_SHA1: &str = "1bd04e57074794122a2d187840aac5b5d467baff";
+pub const CHECK_SHA1: &str = "9eec81ca5974aea007727c8a76681d7655ef046b";
+
+/// KEYS[1]: the metrics bucket prefix; ARGV[1]: the bucket length (ms), then each window's
+/// width in buckets, narrowest first. Returns each counter field followed by its sum over each
+/// window (the current bucket and the ones before it), by Redis's clock.
+pub const METRICS_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local m = math.floor(now / tonumber(ARGV[1]))
+local widths = {}
+for w = 2, #ARGV do widths[w-1] = tonumber(ARGV[w]) end
+local sums, order = {}, {}
+for age = 0, widths[#widths] - 1 do
+  local h = redis.call('HGETALL', KEYS[1] .. ':' .. (m - age))
+  for i = 1, #h, 2 do
+    local s = sums[h[i]]
+    if not s then
+      s = {}
+      for w = 1, #widths do s[w] = 0 end
+      sums[h[i]], order[#order+1] = s, h[i]
+    end
+    for w = 1, #widths do
+      if age < widths[w] then s[w] = s[w] + tonumber(h[i+1]) end
+    end
+  end
+end
+local res = {}
+for _, f in ipairs(order) do
+  res[#res+1] = f
+  for w = 1, #widths do res[#res+1] = sums[f][w] end
+end
+return res
+"#;
+pub const METRICS_SHA1: &str = "f13b05d9226083290c253d1d581d4f9175c0b787";
 
 /// KEYS[1]: a counter slot. Takes one unit back, never below zero, keeping the TTL.
 pub const REFUND_SCRIPT: &str = r#"
@@ -347,6 +405,7 @@ impl Store for RedisStore<'_> {
         &self,
         limits: &[Limit],
         token: Option<TokenRef<'_>>,
+        token_refused: bool,
     ) -> Result<Outcome, StoreError> {
         let mut keys: Vec<String> = limits.iter().map(Limit::key).collect();
         let probe = token.map_or(CacheProbe::None, |t| t.cache);
@@ -374,7 +433,17 @@ impl Store for RedisStore<'_> {
             CacheProbe::Version => 1,
             CacheProbe::Page(_) => 2,
         });
-        let mut results = self.eval(CHECK_SCRIPT, CHECK_SHA1, &keys, &args).await?;
+        args.push(token.map_or(0, |t| t.version));
+        args.push(i64::from(token_refused));
+        let mut args: Vec<RedisParameter> = args.into_iter().map(RedisParameter::Int64).collect();
+        args.extend(
+            limits
+                .iter()
+                .map(|l| RedisParameter::Binary(l.policy.name.as_bytes().to_vec())),
+        );
+        let mut results = self
+            .eval_with(CHECK_SCRIPT, CHECK_SHA1, &keys, args)
+            .await?;
         let fields = 7 + 4 * limits.len();
         let body = match results.len() {
             n if n == fields + 1 => match results.pop() {
@@ -420,6 +489,34 @@ impl Store for RedisStore<'_> {
             outcome.min_version = outcome.min_version.max(min_version);
         }
         Ok(outcome)
+    }
+
+    async fn metrics(&self) -> Result<Totals, StoreError> {
+        let mut args = vec![BUCKET_MS];
+        args.extend(WINDOWS.iter().map(|(_, buckets)| *buckets));
+        let reply = self
+            .eval(
+                METRICS_SCRIPT,
+                METRICS_SHA1,
+                &[BUCKET_PREFIX.to_string()],
+                &args,
+            )
+            .await?;
+        let mut totals = Totals::new();
+        for row in reply.chunks(1 + WINDOWS.len()) {
+            let [RedisResult::Binary(field), sums @ ..] = row else {
+                return Err(StoreError::Unavailable(format!(
+                    "unexpected metrics reply {row:?}"
+                )));
+            };
+            let sums = ints(sums)?;
+            let mut counts = [0; WINDOWS.len()];
+            for (c, s) in counts.iter_mut().zip(sums) {
+                *c = s.max(0) as u64;
+            }
+            totals.insert(String::from_utf8_lossy(field).into_owned(), counts);
+        }
+        Ok(totals)
     }
 
     async fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {
@@ -564,6 +661,7 @@ fn eviction_warning(info_memory: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::BUCKET_TTL_SECS;
     use sha1::{Digest, Sha1};
 
     fn sha1_hex(s: &str) -> String {
@@ -591,5 +689,14 @@ mod tests {
         assert_eq!(sha1_hex(RAISE_SCRIPT), RAISE_SHA1);
         assert_eq!(sha1_hex(REVOKE_SCRIPT), REVOKE_SHA1);
         assert_eq!(sha1_hex(BUMP_SCRIPT), BUMP_SHA1);
+        assert_eq!(sha1_hex(METRICS_SCRIPT), METRICS_SHA1);
+    }
+
+    #[test]
+    fn the_check_script_counts_in_the_buckets_the_metrics_script_reads() {
+        assert!(CHECK_SCRIPT.contains(&format!(
+            "'{BUCKET_PREFIX}:' .. math.floor(now / {BUCKET_MS})"
+        )));
+        assert!(CHECK_SCRIPT.contains(&format!("redis.call('EXPIRE', mk, {BUCKET_TTL_SECS})")));
     }
 }

@@ -8,7 +8,8 @@ use super::{
     recorded_state, slot_keys, Limit, Outcome, PageAt, Store, StoreError, TokenRef, Warning,
 };
 use crate::db::{Database, DbError, Value};
-use crate::ratelimit::{admits, WindowState};
+use crate::metrics::{self, Totals, Verdict, BUCKET_MS, BUCKET_TTL_SECS, WINDOWS};
+use crate::ratelimit::{band, Band, WindowState};
 
 pub struct SqliteStore<'a> {
     db: &'a dyn Database,
@@ -24,7 +25,24 @@ impl<'a> SqliteStore<'a> {
         self.db.execute(sql, params).map_err(unavailable)
     }
 
-    fn count(&self, key: &str) -> Result<u64, StoreError> {
+    /// Adds one to each counter field in a metrics bucket, in one statement.
+    fn count(&self, bucket: i64, fields: &[String]) -> Result<(), StoreError> {
+        let rows = vec!["(?, ?, 1)"; fields.len()].join(", ");
+        let params: Vec<Value> = fields
+            .iter()
+            .flat_map(|f| [Value::Int(bucket), Value::from(f.as_str())])
+            .collect();
+        self.exec(
+            &format!(
+                "INSERT INTO edge_metrics (bucket, name, count) VALUES {rows} \
+                 ON CONFLICT(bucket, name) DO UPDATE SET count = count + 1"
+            ),
+            &params,
+        )
+        .map(drop)
+    }
+
+    fn counter(&self, key: &str) -> Result<u64, StoreError> {
         let rows = self.exec(
             "SELECT count FROM edge_counters WHERE key = ? AND expires_at > ?",
             &[Value::from(key), Value::Int(self.now_ms)],
@@ -32,9 +50,15 @@ impl<'a> SqliteStore<'a> {
         Ok(rows.first_i64().unwrap_or(0).max(0) as u64)
     }
 
-    fn decide(&self, limits: &[Limit], token: Option<TokenRef<'_>>) -> Result<Outcome, StoreError> {
+    fn decide(
+        &self,
+        limits: &[Limit],
+        token: Option<TokenRef<'_>>,
+        token_refused: bool,
+    ) -> Result<Outcome, StoreError> {
         let now = self.now_ms;
         let mut windows = Vec::with_capacity(limits.len());
+        let mut fields = Vec::with_capacity(1 + 2 * limits.len());
         let mut admitted = true;
         for limit in limits {
             let window = limit.policy.window_ms as i64;
@@ -42,11 +66,11 @@ impl<'a> SqliteStore<'a> {
             let [curr_key, prev_key] = slot_keys(limit, slot);
             let state = WindowState {
                 slot,
-                prev: self.count(&prev_key)?,
-                curr: self.count(&curr_key)?,
+                prev: self.counter(&prev_key)?,
+                curr: self.counter(&curr_key)?,
                 elapsed_ms: (now - slot * window) as u64,
             };
-            admitted &= admits(
+            let band = band(
                 limit.policy.limit,
                 limit.policy.window_ms,
                 state.prev,
@@ -54,6 +78,8 @@ impl<'a> SqliteStore<'a> {
                 state.elapsed_ms,
                 limit.cost,
             );
+            admitted &= band != Band::Over;
+            fields.extend(metrics::policy_fields(limit.policy.name, band));
             windows.push(state);
         }
         if admitted {
@@ -83,6 +109,9 @@ impl<'a> SqliteStore<'a> {
             Some(t) => recorded_state(self.db, t, now / 1000).map_err(unavailable)?,
             None => (false, 0),
         };
+        let below_floor = token.is_some_and(|t| t.version < min_version);
+        fields.push(Verdict::of(admitted, token_refused, revoked || below_floor).field());
+        self.count(now.div_euclid(BUCKET_MS), &fields)?;
         Ok(Outcome {
             now_ms: now,
             admitted,
@@ -106,19 +135,24 @@ impl Store for SqliteStore<'_> {
         &self,
         limits: &[Limit],
         token: Option<TokenRef<'_>>,
+        token_refused: bool,
     ) -> Result<Outcome, StoreError> {
-        if limits.is_empty() {
-            return self.decide(limits, token);
-        }
         self.exec("BEGIN IMMEDIATE", &[])?;
-        match self.decide(limits, token) {
+        match self.decide(limits, token, token_refused) {
             Ok(outcome) => {
                 self.exec("COMMIT", &[])?;
-                // Old slots are swept a few at a time, on the requests that write anyway.
+                // Old slots and buckets are swept a few at a time, on the requests that write
+                // anyway.
                 let _ = self.exec(
                     "DELETE FROM edge_counters WHERE key IN \
                      (SELECT key FROM edge_counters WHERE expires_at <= ? LIMIT 50)",
                     &[Value::Int(self.now_ms)],
+                );
+                let _ = self.exec(
+                    "DELETE FROM edge_metrics WHERE bucket <= ?",
+                    &[Value::Int(
+                        self.now_ms.div_euclid(BUCKET_MS) - BUCKET_TTL_SECS / 60,
+                    )],
                 );
                 Ok(outcome)
             }
@@ -127,6 +161,39 @@ impl Store for SqliteStore<'_> {
                 Err(e)
             }
         }
+    }
+
+    async fn metrics(&self) -> Result<Totals, StoreError> {
+        let current = self.now_ms.div_euclid(BUCKET_MS);
+        let sums: Vec<String> = WINDOWS
+            .iter()
+            .map(|(_, buckets)| {
+                format!(
+                    "SUM(CASE WHEN bucket > {} THEN count ELSE 0 END)",
+                    current - buckets
+                )
+            })
+            .collect();
+        let widest = WINDOWS.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        let rows = self.exec(
+            &format!(
+                "SELECT name, {} FROM edge_metrics WHERE bucket > ? GROUP BY name",
+                sums.join(", ")
+            ),
+            &[Value::Int(current - widest)],
+        )?;
+        let mut totals = Totals::new();
+        for row in &rows.rows {
+            let Some(name) = row.first().and_then(Value::as_str) else {
+                continue;
+            };
+            let mut counts = [0; WINDOWS.len()];
+            for (c, v) in counts.iter_mut().zip(&row[1..]) {
+                *c = v.as_i64().unwrap_or(0).max(0) as u64;
+            }
+            totals.insert(name.to_string(), counts);
+        }
+        Ok(totals)
     }
 
     async fn refund(&self, limit: &Limit, slot: i64) -> Result<(), StoreError> {

@@ -109,6 +109,100 @@ fn login_failures_per_account_reset_on_success(redis: Option<&RedisServer>) {
     assert_eq!(attempt("b@example.com", "bad-b"), 429);
 }
 
+const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef-0123456789";
+
+/// One `/metrics` value, by its series (name and labels as written).
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+fn fleet_metrics_count_every_instance_decisions(redis: Option<&RedisServer>) {
+    let state = TempDir::new();
+    let address = redis.map(RedisServer::url).unwrap_or_default();
+    let edges: Vec<Edge> = (0..2)
+        .map(|_| {
+            Edge::builder(&address)
+                .var("api_rate_limit", "5/15m")
+                .var("metrics_token", METRICS_TOKEN)
+                .state_dir(&state.0)
+                .start()
+        })
+        .collect();
+    let (a, b) = (&edges[0], &edges[1]);
+    let token = signup(a, "counted@example.com");
+    let inventory =
+        |edge: &Edge, token: Option<&str>| get(&edge.url("/api/inventory"), token).status;
+    assert_eq!(
+        [inventory(a, Some(&token)), inventory(a, Some(&token))],
+        [200, 200]
+    );
+    assert_eq!(inventory(b, Some("not.a.token")), 401);
+    assert_eq!(
+        [inventory(b, Some(&token)), inventory(b, Some(&token))],
+        [200, 200]
+    );
+    let limited = [
+        inventory(a, Some(&token)),
+        inventory(a, None),
+        inventory(b, Some(&token)),
+    ];
+    assert_eq!(limited, [429, 429, 429]);
+    assert_eq!(
+        post(&a.url("/auth/logout"), Some(&token), json!({})).status,
+        200
+    );
+    assert_eq!(get(&b.url("/auth/me"), Some(&token)).status, 401);
+
+    let scrape = |edge: &Edge| {
+        let r = send(
+            client()
+                .get(edge.url("/metrics"))
+                .bearer_auth(METRICS_TOKEN),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    };
+    let text = scrape(b);
+    // Either instance answers for both; scraping counts nothing.
+    assert_eq!(scrape(a), text);
+    for (decision, n) in [
+        ("allowed", 6),
+        ("limited", 3),
+        ("unauthenticated", 1),
+        ("revoked", 1),
+    ] {
+        for window in ["5m", "1h"] {
+            let series =
+                format!("alchemix_edge_decisions{{decision=\"{decision}\",window=\"{window}\"}}");
+            assert_eq!(metric(&text, &series), n, "{series}");
+        }
+    }
+    let api = |counter: &str| {
+        metric(
+            &text,
+            &format!("alchemix_edge_ratelimit_{counter}{{policy=\"api\",window=\"5m\"}}"),
+        )
+    };
+    // Five admitted (the fourth and fifth at 80% or more), three refused.
+    assert_eq!(
+        (api("total_hits"), api("near_limit"), api("over_limit")),
+        (8, 2, 3)
+    );
+    assert_eq!(
+        metric(&text, "alchemix_edge_ratelimit_limit{policy=\"api\"}"),
+        5
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "alchemix_edge_ratelimit_window_seconds{policy=\"api\"}"
+        ),
+        900
+    );
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod redis_store {
@@ -122,6 +216,7 @@ macro_rules! both_stores {
 }
 
 both_stores!(
+    fleet_metrics_count_every_instance_decisions,
     auth_limit_is_shared_and_counts_only_failures,
     revocations_hold_on_every_instance,
     concurrent_failures_admit_exactly_the_limit,
