@@ -99,67 +99,69 @@ pub type Totals = BTreeMap<String, [u64; 2]>;
 /// force. Every series is present, zero when nothing was counted, so alerts never see a gap.
 pub fn render(totals: &Totals, policies: &[&Policy]) -> String {
     let mut out = String::with_capacity(2048);
-    let count = |field: &str, window: usize| totals.get(field).map_or(0, |c| c[window]);
     // Writing to a String cannot fail.
-    let _ = (|| -> std::fmt::Result {
-        gauge(
-            &mut out,
-            "alchemix_edge_decisions",
-            "Requests the store checked, by decision, summed across the fleet over the trailing window",
-        )?;
-        for v in Verdict::ALL {
+    let _ = write_series(&mut out, totals, policies);
+    out
+}
+
+fn write_series(out: &mut String, totals: &Totals, policies: &[&Policy]) -> std::fmt::Result {
+    let count = |field: &str, window: usize| totals.get(field).map_or(0, |c| c[window]);
+    gauge(
+        out,
+        "alchemix_edge_decisions",
+        "Requests the store checked, by decision, summed across the fleet over the trailing window",
+    )?;
+    for v in Verdict::ALL {
+        for (w, (window, _)) in WINDOWS.iter().enumerate() {
+            let n = count(&v.field(), w);
+            writeln!(
+                out,
+                "alchemix_edge_decisions{{decision=\"{}\",window=\"{window}\"}} {n}",
+                v.name()
+            )?;
+        }
+    }
+    for (counter, help) in POLICY_COUNTERS {
+        let name = format!("alchemix_edge_ratelimit_{counter}");
+        let help = format!("{help}, summed across the fleet over the trailing window");
+        gauge(out, &name, &help)?;
+        for p in policies {
             for (w, (window, _)) in WINDOWS.iter().enumerate() {
-                let n = count(&v.field(), w);
+                let n = count(&policy_field(p.name, counter), w);
                 writeln!(
                     out,
-                    "alchemix_edge_decisions{{decision=\"{}\",window=\"{window}\"}} {n}",
-                    v.name()
+                    "{name}{{policy=\"{}\",window=\"{window}\"}} {n}",
+                    p.name
                 )?;
             }
         }
-        for (counter, help) in POLICY_COUNTERS {
-            let name = format!("alchemix_edge_ratelimit_{counter}");
-            let help = format!("{help}, summed across the fleet over the trailing window");
-            gauge(&mut out, &name, &help)?;
-            for p in policies {
-                for (w, (window, _)) in WINDOWS.iter().enumerate() {
-                    let n = count(&policy_field(p.name, counter), w);
-                    writeln!(
-                        out,
-                        "{name}{{policy=\"{}\",window=\"{window}\"}} {n}",
-                        p.name
-                    )?;
-                }
-            }
-        }
-        gauge(
-            &mut out,
-            "alchemix_edge_ratelimit_limit",
-            "Requests the policy admits per window, as configured",
+    }
+    gauge(
+        out,
+        "alchemix_edge_ratelimit_limit",
+        "Requests the policy admits per window, as configured",
+    )?;
+    for p in policies {
+        writeln!(
+            out,
+            "alchemix_edge_ratelimit_limit{{policy=\"{}\"}} {}",
+            p.name, p.limit
         )?;
-        for p in policies {
-            writeln!(
-                out,
-                "alchemix_edge_ratelimit_limit{{policy=\"{}\"}} {}",
-                p.name, p.limit
-            )?;
-        }
-        gauge(
-            &mut out,
-            "alchemix_edge_ratelimit_window_seconds",
-            "The policy's sliding window, as configured",
+    }
+    gauge(
+        out,
+        "alchemix_edge_ratelimit_window_seconds",
+        "The policy's sliding window, as configured",
+    )?;
+    for p in policies {
+        writeln!(
+            out,
+            "alchemix_edge_ratelimit_window_seconds{{policy=\"{}\"}} {}",
+            p.name,
+            p.window_secs()
         )?;
-        for p in policies {
-            writeln!(
-                out,
-                "alchemix_edge_ratelimit_window_seconds{{policy=\"{}\"}} {}",
-                p.name,
-                p.window_secs()
-            )?;
-        }
-        Ok(())
-    })();
-    out
+    }
+    Ok(())
 }
 
 /// Windowed sums go up and down, so they are gauges, not counters.
