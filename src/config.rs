@@ -2,6 +2,7 @@
 //! pipeline; nothing below this module reads a variable.
 
 use crate::db::Target;
+use crate::guard::{Routes, DEFAULT_ROUTES};
 use crate::identity::Cidr;
 use crate::policy::{parse_duration_ms, Policy};
 
@@ -35,6 +36,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("database_password", Some("")),
     ("database_tls", Some("prefer")),
     ("metrics_token", Some("")),
+    ("guard_routes", Some("")),
 ];
 
 /// The longest a cached page may live; data version keys outlive it by far (store/redis.rs).
@@ -67,6 +69,8 @@ pub struct Config {
     pub database: Target,
     /// The bearer token `GET /metrics` asks for; `None`: the endpoint does not exist.
     pub metrics_token: Option<Secret>,
+    /// What each route asks of a request (limits, a token); empty `guard_routes`: AlcheMix's.
+    pub routes: Routes,
 }
 
 /// A value no log may show, not even through `{:?}`: its `Debug` says only whether it is set.
@@ -129,6 +133,19 @@ impl RoutePattern {
             } else {
                 path == self.path
             }
+    }
+}
+
+impl std::fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(method) = &self.method {
+            write!(f, "{method} ")?;
+        }
+        f.write_str(&self.path)?;
+        if self.prefix {
+            f.write_str("*")?;
+        }
+        Ok(())
     }
 }
 
@@ -430,6 +447,10 @@ impl Config {
             page_cache_ms,
             database,
             metrics_token,
+            routes: Routes::parse(match var("guard_routes")?.trim() {
+                "" => DEFAULT_ROUTES,
+                text => text,
+            })?,
         })
     }
 

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod db;
 pub mod error;
 pub mod fuzzing;
+pub mod guard;
 pub mod host;
 pub mod http;
 pub mod identity;

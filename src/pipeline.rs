@@ -8,6 +8,7 @@ use crate::cors;
 use crate::db::schema;
 use crate::db::Database;
 use crate::error::ApiError;
+use crate::guard;
 use crate::host;
 use crate::http::{Request, Response};
 use crate::identity;
@@ -18,7 +19,7 @@ use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
 use crate::store::redis::{RedisLink, RedisStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{page_key, CacheProbe, Limit, Outcome, PageAt, Store, StoreError, TokenRef};
+use crate::store::{page_key, CacheProbe, Limit, Outcome, PageAt, Store, StoreError};
 use crate::token::{self, Claims, Keys, TokenError};
 
 /// Says whether a list page came from the page cache (`hit`) or the database (`miss`).
@@ -102,24 +103,30 @@ pub async fn serve(
     link: &dyn RedisLink,
 ) -> Response {
     let now_ms = host::now_ms();
-    let redis;
-    let embedded;
-    let store: &dyn Store = if config.redis_address.is_empty() {
-        embedded = SqliteStore::new(db, now_ms);
-        &embedded
-    } else {
-        redis = RedisStore::new(link, db, config.token_ttl_secs + 60);
-        &redis
-    };
+    let store = store_for(config, db, link, now_ms);
     let errors = RefCell::new(Vec::new());
     let services = Services {
         db,
-        store,
+        store: &*store,
         random: &host::random,
         now_ms,
         errors: &errors,
     };
     handle(req, config, &services).await
+}
+
+/// The store the configuration names: Redis through `link`, or the embedded one in `db`.
+pub fn store_for<'a>(
+    config: &Config,
+    db: &'a dyn Database,
+    link: &'a dyn RedisLink,
+    now_ms: i64,
+) -> Box<dyn Store + 'a> {
+    if config.redis_address.is_empty() {
+        Box::new(SqliteStore::new(db, now_ms))
+    } else {
+        Box::new(RedisStore::new(link, db, config.token_ttl_secs + 60))
+    }
 }
 
 /// The answer to a request that could not be read (a body too large or broken).
@@ -139,28 +146,32 @@ pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Respo
         let resp = cors::preflight(origin, &config.cors_origins);
         (resp, Decision::Allowed)
     } else {
-        match run(req, config, svc, &mut trace).await {
-            Ok(resp) => {
-                let open = resp.header(DEGRADED_HEADER).is_some();
-                let decision = Decision::of(resp.status, None, open);
-                (resp, decision)
-            }
-            Err((e, headers)) => {
-                let decision = Decision::of(e.status(), Some(&e), false);
-                if let Some(detail) = e.log_detail() {
-                    svc.note_error(detail.to_string());
-                }
-                let mut resp = e.into_response();
-                resp.headers.extend(headers);
-                (resp, decision)
-            }
-        }
+        let result = run(req, config, svc, &mut trace).await;
+        decided(result, |detail| svc.note_error(detail))
     };
     finish(&mut resp, Some(req), &config.cors_origins, svc.random);
+    let errors: Vec<String> = svc.errors.borrow_mut().drain(..).collect();
+    log(req, &resp, config, decision, trace, &errors, svc.now_ms);
+    if req.method == "HEAD" {
+        resp.body.clear();
+    }
+    resp
+}
+
+/// The request's line, after a line for each failure that did not decide its answer.
+pub fn log(
+    req: &Request,
+    resp: &Response,
+    config: &Config,
+    decision: Decision,
+    mut trace: Trace,
+    errors: &[String],
+    started_ms: i64,
+) {
     let request_id = resp.header("x-request-id").unwrap_or_default();
     let now_ms = host::now_ms();
-    for detail in svc.errors.borrow_mut().drain(..) {
-        eprintln!("{}", requestlog::event("error", Some(request_id), &detail));
+    for detail in errors {
+        eprintln!("{}", requestlog::event("error", Some(request_id), detail));
     }
     // The limits already named the client; only unlimited routes and refusals before the
     // route was known still need it worked out.
@@ -176,20 +187,40 @@ pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Respo
             request_id,
             method: &req.method,
             status: resp.status,
-            duration_ms: now_ms.saturating_sub(svc.now_ms).max(0),
+            duration_ms: now_ms.saturating_sub(started_ms).max(0),
             decision,
             client: Some(&client),
             trace: &trace,
         })
     );
-    if req.method == "HEAD" {
-        resp.body.clear();
+}
+
+/// The answer and the decision behind it, from what the request path came to: a response, or
+/// a refusal with the headers gathered before it (its detail, if any, goes to `note`).
+pub fn decided(
+    result: Result<Response, (ApiError, Headers)>,
+    note: impl FnOnce(String),
+) -> (Response, Decision) {
+    match result {
+        Ok(resp) => {
+            let open = resp.header(DEGRADED_HEADER).is_some();
+            let decision = Decision::of(resp.status, None, open);
+            (resp, decision)
+        }
+        Err((e, headers)) => {
+            let decision = Decision::of(e.status(), Some(&e), false);
+            if let Some(detail) = e.log_detail() {
+                note(detail.to_string());
+            }
+            let mut resp = e.into_response();
+            resp.headers.extend(headers);
+            (resp, decision)
+        }
     }
-    resp
 }
 
 /// Marks a response served without limits or revocation checks while the store was down.
-const DEGRADED_HEADER: &str = "x-edge-degraded";
+pub const DEGRADED_HEADER: &str = "x-edge-degraded";
 
 /// What every response carries, including those refused before the pipeline runs.
 pub fn finish(
@@ -211,7 +242,7 @@ pub fn finish(
     security_headers(resp);
 }
 
-type Headers = Vec<(String, String)>;
+pub type Headers = Vec<(String, String)>;
 
 async fn run(
     req: &Request,
@@ -221,44 +252,21 @@ async fn run(
 ) -> Result<Response, (ApiError, Headers)> {
     let route = routes::resolve(&req.method, &req.path).map_err(|e| (e, Vec::new()))?;
     trace.route = Some(route.pattern());
-    let mut keys = Keys::new(config.jwt_secret.expose().as_bytes());
-    if let Some(previous) = &config.jwt_previous_secret {
-        keys = keys.accepting_previous(previous.expose().as_bytes());
-    }
-    let now_s = svc.now_ms / 1000;
-
-    let auth = route.needs_token().then(|| authenticate(req, &keys, now_s));
-    let mut limits = Vec::new();
-    if !route.is_unlimited() {
-        let client: &str = trace.client.insert(client_subject(req, config));
-        if route.is_login() {
-            push(&mut limits, &config.auth_limit, client);
-        }
-        if route == Route::Login {
-            if let Some(account) = routes::auth::account_key(req) {
-                push(
-                    &mut limits,
-                    &config.login_limit,
-                    &format!("{client}:{account}"),
-                );
-            }
-        }
-        if req.path == "/api" || req.path.starts_with("/api/") {
-            push(&mut limits, &config.api_limit, client);
-        }
-        if let Some(Ok((claims, _))) = &auth {
-            push(
-                &mut limits,
-                &config.user_limit,
-                &format!("u{}", claims.user_id),
-            );
-        }
-    }
-    let user_id = match &auth {
-        Some(Ok((claims, _))) => Some(claims.user_id),
-        _ => None,
+    // The rule of the route as resolved: `HEAD` is `GET`'s, a trailing slash is dropped.
+    let method = if req.method == "HEAD" {
+        "GET"
+    } else {
+        &req.method
     };
-    trace.user_id = user_id;
+    let path = if req.path.len() > 1 {
+        req.path.trim_end_matches('/')
+    } else {
+        &req.path
+    };
+    let rule = config.routes.find(method, path);
+    let keys = keys(config);
+    let asked = guard::ask(req, config, &keys, rule, svc.now_ms, trace);
+    let user_id = asked.user_id();
     let page_key = match (route, user_id, config.page_cache_ms) {
         (Route::Api(resource, action), Some(user), Some(_)) => {
             resources::page_name(resource, action, req).map(|name| page_key(user, &name))
@@ -270,57 +278,17 @@ async fn run(
         (None, Route::Api(_, action), Some(_)) if action != Action::List => CacheProbe::Version,
         _ => CacheProbe::None,
     };
-    let token_ref = match &auth {
-        Some(Ok((claims, digest))) => Some(TokenRef {
-            digest,
-            user_id: claims.user_id,
-            version: claims.token_version,
-            cache,
-        }),
-        _ => None,
-    };
-
-    let mut headers = Headers::new();
-    let mut outcome: Option<Outcome> = None;
-    if !limits.is_empty() || token_ref.is_some() {
-        let token_refused = matches!(auth, Some(Err(_)));
-        match svc.store.check(&limits, token_ref, token_refused).await {
-            Ok(o) => outcome = Some(o),
-            Err(e) if config.fails_open(&req.method, &req.path) => {
-                svc.note_error(format!("store unavailable, serving open: {e:?}"));
-                headers.push((DEGRADED_HEADER.into(), "store-unavailable".into()));
-            }
-            Err(e) => return Err((store_error(e), headers)),
-        }
+    let mut errors = Vec::new();
+    let admitted = guard::admit(asked, req, config, svc.store, cache, &mut errors).await;
+    for e in errors.drain(..) {
+        svc.note_error(e);
     }
-    if let Some(o) = &outcome {
+    let mut admitted = admitted?;
+    if let Some(o) = &admitted.outcome {
         svc.db.vouch_schema(o.schema_version);
-        headers.extend(limit_headers(&limits, o));
-        if !o.admitted {
-            return Err((too_many(&limits, o), headers));
-        }
     }
-    let cached = outcome.as_mut().and_then(|o| o.page.take());
-    let (claims, digest) = match auth {
-        Some(Ok((claims, digest))) => (Some(claims), Some(digest)),
-        Some(Err(e)) => return Err((e, headers)),
-        None => (None, None),
-    };
-    if let (Some(c), Some(o)) = (&claims, &outcome) {
-        if o.revoked {
-            return Err((
-                ApiError::Unauthorized("Token has been revoked. Please login again."),
-                headers,
-            ));
-        }
-        if c.token_version < o.min_version {
-            return Err((
-                ApiError::Unauthorized("Token has been invalidated. Please login again."),
-                headers,
-            ));
-        }
-    }
-
+    let headers = std::mem::take(&mut admitted.response_headers);
+    let cached = admitted.outcome.as_mut().and_then(|o| o.page.take());
     if let Some(body) = cached {
         let mut resp = Response {
             status: 200,
@@ -339,13 +307,14 @@ async fn run(
         store: svc.store,
         random: svc.random,
         now_ms: svc.now_ms,
-        claims,
-        token_digest: digest,
+        claims: admitted.claims.take(),
+        token_digest: admitted.token_digest.take(),
         errors: svc.errors,
     };
     let mut result = routes::dispatch(route, req, &cx).await;
+    let outcome = &admitted.outcome;
     if let (Some(key), Some(o), Ok(resp), Some(ttl_ms)) =
-        (&page_key, &outcome, &mut result, config.page_cache_ms)
+        (&page_key, outcome, &mut result, config.page_cache_ms)
     {
         if resp.status == 200 && resp.body.len() <= MAX_CACHED_PAGE_BYTES {
             let page = PageAt {
@@ -376,8 +345,10 @@ async fn run(
             svc.note_error(format!("could not record the schema version: {e:?}"));
         }
     }
-    if route.is_login() && result.as_ref().is_ok_and(Response::is_success) {
-        refund_login(&limits, outcome.as_ref(), svc).await;
+    let succeeded = result.as_ref().is_ok_and(Response::is_success);
+    guard::refund(&admitted, succeeded, svc.store, &mut errors).await;
+    for e in errors {
+        svc.note_error(e);
     }
     match result {
         Ok(mut resp) => {
@@ -423,7 +394,31 @@ async fn write_done(
     }
 }
 
-fn push(limits: &mut Vec<Limit>, policy: &Option<Policy>, subject: &str) {
+/// The keys tokens are verified with: the secret, and the one before a rotation.
+pub fn keys(config: &Config) -> Keys {
+    let keys = Keys::new(config.jwt_secret.expose().as_bytes());
+    match &config.jwt_previous_secret {
+        Some(previous) => keys.accepting_previous(previous.expose().as_bytes()),
+        None => keys,
+    }
+}
+
+/// A verified token's standing in the store: revoked, or below its user's version floor.
+pub fn token_standing(claims: &Claims, o: &Outcome) -> Result<(), ApiError> {
+    if o.revoked {
+        return Err(ApiError::Unauthorized(
+            "Token has been revoked. Please login again.",
+        ));
+    }
+    if claims.token_version < o.min_version {
+        return Err(ApiError::Unauthorized(
+            "Token has been invalidated. Please login again.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn push(limits: &mut Vec<Limit>, policy: &Option<Policy>, subject: &str) {
     if let Some(policy) = policy {
         limits.push(Limit {
             policy: policy.clone(),
@@ -433,7 +428,7 @@ fn push(limits: &mut Vec<Limit>, policy: &Option<Policy>, subject: &str) {
     }
 }
 
-fn client_subject(req: &Request, config: &Config) -> String {
+pub fn client_subject(req: &Request, config: &Config) -> String {
     let peer = req
         .header("spin-client-addr")
         .and_then(identity::parse_peer);
@@ -448,7 +443,7 @@ fn client_subject(req: &Request, config: &Config) -> String {
     }
 }
 
-fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
+pub fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
     let token = token::bearer(req.header("authorization")).map_err(|e| match e {
         TokenError::Missing => ApiError::Unauthorized("No authorization token provided"),
         TokenError::Invalid => ApiError::Unauthorized("Invalid or expired token"),
@@ -461,9 +456,9 @@ fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String)
 
 /// A successful login or signup gives back its own per-IP unit (only failures stay counted,
 /// and earlier failures from the address still count), and clears the account's failures.
-async fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, svc: &Services<'_>) {
-    let store = svc.store;
-    let Some(o) = outcome else { return };
+/// Returns what failed, for the log: the answer stands either way.
+pub async fn refund_login(limits: &[Limit], o: &Outcome, store: &dyn Store) -> Vec<String> {
+    let mut failures = Vec::new();
     for (limit, window) in limits.iter().zip(&o.windows) {
         let result = match limit.policy.name {
             "auth" => store.refund(limit, window.slot).await,
@@ -471,9 +466,10 @@ async fn refund_login(limits: &[Limit], outcome: Option<&Outcome>, svc: &Service
             _ => Ok(()),
         };
         if let Err(e) = result {
-            svc.note_error(format!("settling a successful login failed: {e:?}"));
+            failures.push(format!("settling a successful login failed: {e:?}"));
         }
     }
+    failures
 }
 
 fn quotas<'a>(limits: &'a [Limit], o: &Outcome) -> Vec<(&'a Policy, Quota)> {
@@ -484,7 +480,7 @@ fn quotas<'a>(limits: &'a [Limit], o: &Outcome) -> Vec<(&'a Policy, Quota)> {
         .collect()
 }
 
-fn limit_headers(limits: &[Limit], o: &Outcome) -> Headers {
+pub fn limit_headers(limits: &[Limit], o: &Outcome) -> Headers {
     let items = quotas(limits, o);
     let Some((tightest, q)) = items.iter().min_by_key(|(_, q)| q.remaining) else {
         return Headers::new();
@@ -503,7 +499,7 @@ fn limit_headers(limits: &[Limit], o: &Outcome) -> Headers {
     ]
 }
 
-fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
+pub fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
     let denied: Vec<(&Policy, Quota)> = limits
         .iter()
         .zip(&o.windows)

@@ -4,6 +4,7 @@
 //! component over HTTP with a fresh instance per request. Tests can also call [`App::handle`]
 //! in process, without a socket.
 
+pub mod compose;
 pub mod manifest;
 pub mod outbound;
 pub mod reuse;

@@ -152,17 +152,29 @@ fn run_build(manifest_path: &std::path::Path) -> Result<()> {
     let Some(build) = &component.build else {
         bail!("component {id} has no [component.{id}.build] command");
     };
+    // The middleware in front of it is built first, as `spin build` builds every component.
+    let mut builds = Vec::new();
+    for entry in manifest.middleware()? {
+        if let Some(mw) = &entry.component {
+            if let Some(decl) = manifest.component.get(mw).and_then(|c| c.build.as_ref()) {
+                builds.push((mw.as_str(), decl));
+            }
+        }
+    }
+    builds.push((id, build));
     let app_dir = manifest_path.parent().unwrap_or(std::path::Path::new("."));
-    let workdir = app_dir.join(build.workdir.as_deref().unwrap_or("."));
-    println!("Building component {id} with `{}`", build.command);
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&build.command)
-        .current_dir(workdir)
-        .status()
-        .context("cannot run the build command")?;
-    if !status.success() {
-        bail!("build command for {id} failed ({status})");
+    for (id, build) in builds {
+        let workdir = app_dir.join(build.workdir.as_deref().unwrap_or("."));
+        println!("Building component {id} with `{}`", build.command);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&build.command)
+            .current_dir(workdir)
+            .status()
+            .context("cannot run the build command")?;
+        if !status.success() {
+            bail!("build command for {id} failed ({status})");
+        }
     }
     Ok(())
 }

@@ -42,6 +42,28 @@ pub struct Triggers {
 pub struct HttpTrigger {
     pub route: String,
     pub component: String,
+    /// Spin 4.1 allows one kind, `middleware`: the chain in front of the component.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, Vec<MiddlewareDecl>>,
+}
+
+/// One entry of `dependencies.middleware`, outermost first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiddlewareDecl {
+    /// A component of the application (built with it, its own settings ignored)...
+    pub component: Option<String>,
+    /// ...or a Wasm file, relative to the manifest.
+    pub path: Option<String>,
+    #[serde(default)]
+    pub inherit_configuration: Option<InheritDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum InheritDecl {
+    All(bool),
+    Sets(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +124,29 @@ impl Manifest {
             .with_context(|| format!("trigger names unknown component {}", first.component))?;
         let routes = self.trigger.http.iter().map(|t| t.route.as_str()).collect();
         Ok((first.component.as_str(), component, routes))
+    }
+
+    /// The middleware in front of the served component, outermost first: the same on every
+    /// trigger, since edge-host serves one chain.
+    pub fn middleware(&self) -> Result<&[MiddlewareDecl]> {
+        let mut chains = self.trigger.http.iter().map(|t| {
+            if let Some(kind) = t.dependencies.keys().find(|k| *k != "middleware") {
+                bail!("the HTTP trigger's only allowed trigger dependency is `middleware`, not {kind:?}");
+            }
+            Ok(t.dependencies.get("middleware").map_or(&[][..], Vec::as_slice))
+        });
+        let first = chains.next().transpose()?.unwrap_or(&[]);
+        for chain in chains {
+            if chain? != first {
+                bail!("edge-host serves one chain; the triggers name different middleware");
+            }
+        }
+        for entry in first {
+            if entry.component.is_some() == entry.path.is_some() {
+                bail!("a middleware entry names either `component` or `path`");
+            }
+        }
+        Ok(first)
     }
 }
 

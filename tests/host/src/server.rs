@@ -33,7 +33,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::manifest::{route_matches, Manifest};
+use crate::compose::{self, Inherit, Middleware};
+use crate::manifest::{route_matches, InheritDecl, Manifest};
 use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::reuse::Span;
 use crate::runtime_config::{RuntimeConfig, SqliteDecl};
@@ -318,16 +319,11 @@ impl App {
             postgres: Default::default(),
         });
 
-        let source = app_dir.join(&decl.source);
         let engine = engine()?;
-        let component = Component::from_file(&engine, &source)
+        let bytes = composed(&manifest, &app_dir, &decl.source)?;
+        let component = Component::new(&engine, &bytes)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "cannot load component {} (build it first: `edge-host up --build`)",
-                    source.display()
-                )
-            })?;
+            .with_context(|| format!("cannot load component {}", decl.source))?;
         let mut linker = Linker::<StoreState>::new(&engine);
         // Rust's standard library imports WASI 0.2 in both worlds.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -568,4 +564,43 @@ fn engine() -> Result<Engine> {
         .table_keep_resident(1 << 19);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
+}
+
+/// The trigger's component, composed behind its middleware if the trigger names any.
+fn composed(manifest: &Manifest, app_dir: &Path, source: &str) -> Result<Vec<u8>> {
+    let read = |source: &str| {
+        let path = app_dir.join(source);
+        std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot load component {} (build it first: `edge-host up --build`)",
+                path.display()
+            )
+        })
+    };
+    let primary = read(source)?;
+    let mut chain = Vec::new();
+    for entry in manifest.middleware()? {
+        let (name, source) = match (&entry.component, &entry.path) {
+            (Some(id), _) => {
+                let decl = manifest
+                    .component
+                    .get(id)
+                    .with_context(|| format!("middleware names unknown component {id}"))?;
+                (id.clone(), decl.source.clone())
+            }
+            (None, Some(path)) => (path.clone(), path.clone()),
+            (None, None) => bail!("a middleware entry names either `component` or `path`"),
+        };
+        let inherit = match &entry.inherit_configuration {
+            Some(InheritDecl::All(true)) => Inherit::All,
+            Some(InheritDecl::All(false)) | None => Inherit::Sets(Vec::new()),
+            Some(InheritDecl::Sets(sets)) => Inherit::Sets(sets.clone()),
+        };
+        chain.push(Middleware {
+            name,
+            bytes: read(&source)?,
+            inherit,
+        });
+    }
+    compose::compose(primary, &chain)
 }

@@ -1,0 +1,384 @@
+//! What a WASI 0.3 instance keeps between requests, and the conversions between Spin's types
+//! and the core's: shared by every component of this world (the API, the guard). Spin reuses
+//! one instance for many requests (128 by default, 16 at once), so the instance keeps what
+//! costs to make: the Redis connection, the database connection (SQLite's, its schema parsed
+//! once, or PostgreSQL's) and the parsed configuration. Nothing of a request (its headers,
+//! token, claims or identity) is kept: all of that lives in the request's own future.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use alchemix_edge::config::{Config, VARIABLES};
+use alchemix_edge::db::lazy::{Driver, LazyDb};
+use alchemix_edge::db::{postgres, DbError, DbErrorKind, Rows, Target, Value};
+use alchemix_edge::error::ApiError;
+use alchemix_edge::http::{header_entry, BodyReader, Request, Response};
+use alchemix_edge::store::redis::{
+    server_replied, RedisError, RedisLink, RedisParameter, RedisResult,
+};
+use async_trait::async_trait;
+use http_body_util::BodyExt;
+use spin_sdk::pg::wit::postgres as pg;
+use spin_sdk::redis;
+use spin_sdk::sqlite::wit::sqlite;
+use spin_sdk::wasip3::http::types;
+use spin_sdk::wasip3::{wit_future, wit_stream};
+
+thread_local! {
+    /// The instance's database connection, opened by the first request that needs it, to the
+    /// target of the kept configuration.
+    static DB: RefCell<Option<Rc<LazyDb<KeptDb>>>> = const { RefCell::new(None) };
+    /// The configuration, read from Spin's variables and checked by the first request.
+    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+    /// The instance's Redis connection, to the address of its kept configuration.
+    static REDIS: Rc<KeptRedis> = Rc::new(KeptRedis::default());
+}
+
+/// The instance's database (opened on first use, to the kept configuration's target) and its
+/// Redis connection.
+pub fn connections(config: &Config) -> (Rc<LazyDb<KeptDb>>, Rc<KeptRedis>) {
+    let db = DB.with(|db| {
+        db.borrow_mut()
+            .get_or_insert_with(|| Rc::new(LazyDb::new(config.database.clone())))
+            .clone()
+    });
+    (db, REDIS.with(Rc::clone))
+}
+
+/// A component's whole answer to Spin: the request read (within the size limit), served by
+/// `serve`, the response handed back; a request that cannot be read is answered here.
+pub async fn answer(
+    req: spin_sdk::http::Request,
+    serve: impl AsyncFnOnce(&Request) -> Response,
+) -> types::Response {
+    let resp = match read(req).await {
+        Ok(req) => serve(&req).await,
+        Err(e) => alchemix_edge::pipeline::unreadable(e),
+    };
+    respond(resp)
+}
+
+/// The request as the core sees it, its body read whole (within the size limit).
+pub async fn read(req: spin_sdk::http::Request) -> Result<Request, ApiError> {
+    let (parts, mut body) = req.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| header_entry(k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let mut reader = BodyReader::new(&headers)?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+        if let Some(chunk) = frame.data_ref() {
+            reader.push(chunk)?;
+        }
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    Ok(Request::new(
+        parts.method.as_str().to_string(),
+        &target,
+        headers,
+        reader.finish()?,
+    ))
+}
+
+/// Hands Spin the response with its whole body offered in one write, taken as soon as the
+/// host reads the body stream.
+pub fn respond(resp: Response) -> types::Response {
+    let Response {
+        status,
+        headers,
+        body,
+    } = resp;
+    let mut list: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    // A declared length lets the host frame the body without chunking.
+    if !body.is_empty() {
+        list.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
+    let fields = types::Fields::from_list(&list).unwrap_or_else(|e| {
+        // Every header is the edge's own, so this is a bug, but it must still be an answer.
+        eprintln!("alchemix-edge: response headers refused by the host: {e:?}");
+        types::Fields::new()
+    });
+    let (mut body_tx, body_rx) = wit_stream::new();
+    let (result_tx, result_rx) = wit_future::new(|| Ok(None));
+    let (response, _sent) = types::Response::new(fields, Some(body_rx), result_rx);
+    if response.set_status_code(status).is_err() {
+        eprintln!("alchemix-edge: status {status} refused by the host");
+    }
+    spin_sdk::wasip3::spawn(async move {
+        let unwritten = body_tx.write_all(body).await;
+        drop(body_tx);
+        if unwritten.is_empty() {
+            let _ = result_tx.write(Ok(None)).await;
+        }
+    });
+    response
+}
+
+/// The configuration, one Spin variable per setting, read and checked once per instance. A
+/// configuration that does not load is not kept: each request reports it, by variable name.
+pub async fn config() -> Result<Rc<Config>, String> {
+    if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(config);
+    }
+    let mut values = HashMap::new();
+    for (name, _) in VARIABLES {
+        if let Some(value) = variable(name).await? {
+            values.insert(*name, value);
+        }
+    }
+    let config = Rc::new(Config::load(&|name| values.get(name).map(String::as_str))?);
+    CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+    Ok(config)
+}
+
+/// A component variable; `None` when the manifest does not declare it (its default applies),
+/// so a component in front of another app declares only what it changes.
+pub async fn variable(name: &str) -> Result<Option<String>, String> {
+    match spin_sdk::variables::get(name).await {
+        Ok(value) => Ok(Some(value)),
+        Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
+        Err(e) => Err(format!("cannot read the variable {name}: {e}")),
+    }
+}
+
+/// The database through Spin's synchronous calls (`spin:sqlite/sqlite@3.1.0`,
+/// `spin:postgres/postgres@4.2.0`): a statement never yields, so a transaction's statements
+/// (the embedded store's check, an import) run without another request of the instance
+/// stepping between them on the shared connection.
+pub enum KeptDb {
+    Sqlite(sqlite::Connection),
+    Postgres(pg::Connection),
+}
+
+impl Driver for KeptDb {
+    fn open(target: &Target) -> Result<Self, DbError> {
+        match target {
+            Target::Embedded => sqlite::Connection::open("default")
+                .map(KeptDb::Sqlite)
+                .map_err(|e| DbError::sqlite(describe_sqlite(&e))),
+            Target::Postgres(url) => pg::Connection::open(url.expose())
+                .map(KeptDb::Postgres)
+                .map_err(pg_error),
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        match self {
+            KeptDb::Sqlite(conn) => sqlite_execute(conn, sql, params),
+            KeptDb::Postgres(conn) => pg_execute(conn, sql, params),
+        }
+    }
+}
+
+fn sqlite_execute(conn: &sqlite::Connection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+    let params: Vec<sqlite::Value> = params
+        .iter()
+        .map(|p| match p {
+            Value::Int(i) => sqlite::Value::Integer(*i),
+            Value::Real(f) => sqlite::Value::Real(*f),
+            Value::Text(s) => sqlite::Value::Text(s.clone()),
+            Value::Null => sqlite::Value::Null,
+        })
+        .collect();
+    let result = conn
+        .execute(sql, &params)
+        .map_err(|e| DbError::sqlite(describe_sqlite(&e)))?;
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.values
+                .into_iter()
+                .map(|v| match v {
+                    sqlite::Value::Integer(i) => Value::Int(i),
+                    sqlite::Value::Real(f) => Value::Real(f),
+                    sqlite::Value::Text(s) => Value::Text(s),
+                    sqlite::Value::Blob(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+                    sqlite::Value::Null => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns: result.columns,
+        rows,
+    })
+}
+
+/// The shared query with numbered parameters; its values as the core's four kinds (booleans
+/// as 0 and 1, as SQLite has them; a decimal as its text).
+fn pg_execute(conn: &pg::Connection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+    let params: Vec<pg::ParameterValue> = params
+        .iter()
+        .map(|p| match p {
+            Value::Int(i) => pg::ParameterValue::Int64(*i),
+            Value::Real(f) => pg::ParameterValue::Floating64(*f),
+            Value::Text(s) => pg::ParameterValue::Str(s.clone()),
+            Value::Null => pg::ParameterValue::DbNull,
+        })
+        .collect();
+    let result = conn
+        .query(&postgres::placeholders(sql), &params)
+        .map_err(pg_error)?;
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    pg::DbValue::Boolean(b) => Value::Int(i64::from(b)),
+                    pg::DbValue::Int8(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int16(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int32(i) => Value::Int(i64::from(i)),
+                    pg::DbValue::Int64(i) | pg::DbValue::Timestamp(i) => Value::Int(i),
+                    pg::DbValue::Floating32(f) => Value::Real(f64::from(f)),
+                    pg::DbValue::Floating64(f) => Value::Real(f),
+                    pg::DbValue::Str(s) | pg::DbValue::Decimal(s) | pg::DbValue::Uuid(s) => {
+                        Value::Text(s)
+                    }
+                    pg::DbValue::Binary(b) | pg::DbValue::Jsonb(b) => {
+                        Value::Text(String::from_utf8_lossy(&b).into_owned())
+                    }
+                    _ => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns: result.columns.into_iter().map(|c| c.name).collect(),
+        rows,
+    })
+}
+
+fn pg_error(e: pg::Error) -> DbError {
+    match e {
+        pg::Error::ConnectionFailed(m) => DbError::new(DbErrorKind::Unavailable, m),
+        pg::Error::QueryFailed(pg::QueryError::DbError(e)) => {
+            DbError::new(postgres::kind_of_code(&e.code), e.message)
+        }
+        pg::Error::QueryFailed(pg::QueryError::Text(m)) => {
+            DbError::new(postgres::kind_of_text(&m), m)
+        }
+        pg::Error::BadParameter(m) | pg::Error::ValueConversionFailed(m) | pg::Error::Other(m) => {
+            DbError::new(DbErrorKind::Other, m)
+        }
+    }
+}
+
+fn describe_sqlite(e: &sqlite::Error) -> String {
+    match e {
+        sqlite::Error::NoSuchDatabase => "no such database".into(),
+        sqlite::Error::AccessDenied => "access denied (sqlite_databases in spin.toml)".into(),
+        sqlite::Error::InvalidConnection => "invalid connection".into(),
+        sqlite::Error::DatabaseFull => "database full".into(),
+        sqlite::Error::Io(m) => m.clone(),
+    }
+}
+
+/// The instance's Redis connection. Concurrent requests share it (Spin multiplexes it); one
+/// that fails other than by Redis's own error reply is dropped and the command tried once on a
+/// new one, so an outage ends as soon as Redis is back, without a restart. The configuration
+/// is kept for the instance's life once it loads, so every request names the same address.
+#[derive(Default)]
+pub struct KeptRedis {
+    conn: RefCell<Option<Rc<redis::Connection>>>,
+}
+
+pub struct Link<'a> {
+    pub kept: &'a KeptRedis,
+    pub address: &'a str,
+}
+
+impl Link<'_> {
+    /// The kept connection if there is one (`true`), else a new one, kept from now on.
+    async fn conn(&self) -> Result<(Rc<redis::Connection>, bool), RedisError> {
+        if let Some(conn) = self.kept.conn.borrow().clone() {
+            return Ok((conn, true));
+        }
+        let conn = Rc::new(
+            redis::Connection::open(self.address)
+                .await
+                .map_err(from_spin)?,
+        );
+        *self.kept.conn.borrow_mut() = Some(conn.clone());
+        Ok((conn, false))
+    }
+
+    /// Forgets `conn` unless another request has replaced it already.
+    fn forget(&self, conn: &Rc<redis::Connection>) {
+        let mut kept = self.kept.conn.borrow_mut();
+        if kept.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
+            *kept = None;
+        }
+    }
+}
+
+async fn execute_on(
+    conn: &redis::Connection,
+    command: &str,
+    params: &[RedisParameter],
+) -> Result<Vec<RedisResult>, RedisError> {
+    let params = params.iter().map(|p| match p {
+        RedisParameter::Int64(i) => redis::RedisParameter::Int64(*i),
+        RedisParameter::Binary(b) => redis::RedisParameter::Binary(b.clone()),
+    });
+    let results = conn.execute(command, params).await.map_err(from_spin)?;
+    Ok(results
+        .into_iter()
+        .map(|r| match r {
+            redis::RedisResult::Nil => RedisResult::Nil,
+            redis::RedisResult::Status(s) => RedisResult::Status(s),
+            redis::RedisResult::Int64(i) => RedisResult::Int64(i),
+            redis::RedisResult::Binary(b) => RedisResult::Binary(b),
+        })
+        .collect())
+}
+
+#[async_trait(?Send)]
+impl RedisLink for Link<'_> {
+    async fn execute(
+        &self,
+        command: &str,
+        params: &[RedisParameter],
+    ) -> Result<Vec<RedisResult>, RedisError> {
+        let (conn, kept) = self.conn().await?;
+        match execute_on(&conn, command, params).await {
+            Err(e) if !server_replied(&e) => {
+                self.forget(&conn);
+                if !kept {
+                    return Err(e);
+                }
+                // A kept connection found broken (Redis restarted, or a failover) while Redis
+                // may be back: one try on a new connection, as a fresh instance would make.
+                let (conn, _) = self.conn().await?;
+                let result = execute_on(&conn, command, params).await;
+                if result.as_ref().is_err_and(|e| !server_replied(e)) {
+                    self.forget(&conn);
+                }
+                result
+            }
+            result => result,
+        }
+    }
+}
+
+fn from_spin(e: redis::Error) -> RedisError {
+    match e {
+        redis::Error::InvalidAddress => RedisError::InvalidAddress,
+        redis::Error::TooManyConnections => RedisError::TooManyConnections,
+        redis::Error::TypeError => RedisError::TypeError,
+        redis::Error::Other(m) => RedisError::Other(m),
+    }
+}

@@ -1,0 +1,125 @@
+//! edge-guard: the guard alone, as Spin 4.1 HTTP middleware (a component that imports and
+//! exports `wasi:http/handler@0.3.0`). It names the client, charges the limits and checks the
+//! token and its revocation in one store call; a refusal is answered here and never reaches
+//! the app behind it. A request it admits goes to the next handler with the identity it
+//! verified in `x-edge-` headers (any a client sent are removed first), and the answer comes
+//! back through it for the login refund and the RateLimit, CORS and security headers.
+//!
+//! What each route asks is the `guard_routes` variable (`guard::Routes`), AlcheMix's routes
+//! when it is empty or not declared. Like any middleware, it sees the variables, outbound hosts and
+//! SQLite databases of the component it stands in front of only when its manifest entry says
+//! `inherit_configuration = true`.
+
+#![cfg(target_arch = "wasm32")]
+
+use alchemix_edge::guard::{self, Admitted};
+use alchemix_edge::host;
+use alchemix_edge::http::{header_entry, Request, Response};
+use alchemix_edge::pipeline;
+use alchemix_edge::requestlog::{Decision, Trace};
+use alchemix_edge::store::{CacheProbe, Store};
+use alchemix_edge_adapter_wasip3::{answer, config, connections, Link};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use spin_sdk::http_service;
+use spin_sdk::wasip3::http::types;
+
+#[http_service]
+async fn handle(req: spin_sdk::http::Request) -> types::Response {
+    answer(req, serve).await
+}
+
+async fn serve(req: &Request) -> Response {
+    let started_ms = host::now_ms();
+    let config = match config().await {
+        Ok(config) => config,
+        Err(problem) => return pipeline::misconfigured(req, &problem),
+    };
+    let (db, redis) = connections(&config);
+    let link = Link {
+        kept: &redis,
+        address: config.redis_address.expose(),
+    };
+    let store = pipeline::store_for(&config, &*db, &link, started_ms);
+    let mut trace = Trace::default();
+    let mut errors = Vec::new();
+    let (mut resp, decision) = if req.method == "OPTIONS" {
+        trace.route = Some("preflight".into());
+        (guard::preflight(req, &config), Decision::Allowed)
+    } else {
+        let rule = config.routes.find(&req.method, &req.path);
+        let keys = pipeline::keys(&config);
+        let asked = guard::ask(req, &config, &keys, rule, started_ms, &mut trace);
+        let admitted =
+            guard::admit(asked, req, &config, &*store, CacheProbe::None, &mut errors).await;
+        let result = match admitted {
+            Ok(admitted) => Ok(pass(req, &admitted, &*store, &mut errors).await),
+            Err(refusal) => Err(refusal),
+        };
+        pipeline::decided(result, |detail| errors.push(detail))
+    };
+    pipeline::finish(&mut resp, Some(req), &config.cors_origins, &host::random);
+    pipeline::log(req, &resp, &config, decision, trace, &errors, started_ms);
+    resp
+}
+
+/// The app's answer to an admitted request, settled by the guard.
+async fn pass(
+    req: &Request,
+    admitted: &Admitted,
+    store: &dyn Store,
+    errors: &mut Vec<String>,
+) -> Response {
+    let mut resp = match next(req, admitted).await {
+        Ok(resp) => resp,
+        Err(problem) => {
+            errors.push(format!("the app behind the guard failed: {problem}"));
+            Response::json(
+                502,
+                &serde_json::json!({ "success": false, "error": "The service behind the edge failed" }),
+            )
+        }
+    };
+    guard::settle(admitted, &mut resp, store, errors).await;
+    resp
+}
+
+async fn next(req: &Request, admitted: &Admitted) -> Result<Response, String> {
+    let target = if req.query.is_empty() {
+        req.path.clone()
+    } else {
+        format!("{}?{}", req.path, req.query)
+    };
+    let mut builder = http::Request::builder()
+        .method(req.method.as_str())
+        .uri(target);
+    for (name, value) in guard::forwarded_headers(req, &admitted.identity) {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(req.body.clone())))
+        .map_err(|e| format!("the request could not be rebuilt: {e}"))?;
+    let resp = spin_sdk::http::next(request)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("its body could not be read: {e:?}"))?
+        .to_bytes();
+    let headers = parts
+        .headers
+        .iter()
+        // The guard frames the body it hands on itself.
+        .filter(|(name, _)| {
+            *name != http::header::CONTENT_LENGTH && *name != http::header::TRANSFER_ENCODING
+        })
+        .map(|(k, v)| header_entry(k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    Ok(Response {
+        status: parts.status.as_u16(),
+        headers,
+        body: body.to_vec(),
+    })
+}

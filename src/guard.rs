@@ -1,0 +1,373 @@
+//! The guard on its own, for any HTTP app behind it (Spin 4.1 middleware): what each route asks
+//! of a request is data (`guard_routes`), not code, so the same guard fronts AlcheMix or any
+//! other component. It names the client, charges its limits and checks its token and the
+//! token's revocation in one store call, then either refuses the request or lets it through
+//! with the identity it verified in request headers of its own.
+
+use crate::config::{Config, RoutePattern};
+use crate::cors;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::pipeline::{self, Headers};
+use crate::requestlog::Trace;
+use crate::store::{CacheProbe, Limit, Outcome, Store, TokenRef};
+use crate::token::{Claims, Keys};
+
+/// Every request header of this prefix is the guard's: any a client sent is removed before the
+/// app sees the request, so the app can trust the ones it finds.
+pub const IDENTITY_PREFIX: &str = "x-edge-";
+/// The verified user (the token's `userId`), set only when the route asked for a token.
+pub const USER_HEADER: &str = "x-edge-user-id";
+/// The client's subject (its address, or its IPv6 subnet) as the limits named it.
+pub const CLIENT_HEADER: &str = "x-edge-client";
+
+/// AlcheMix's routes: logins and signups count per address (and logins per account too),
+/// every authenticated route counts per user, and everything under `/api/` per address too.
+pub const DEFAULT_ROUTES: &str = "POST /auth/signup = auth; POST /auth/login = auth login; \
+     GET /auth/me = user token; POST /auth/logout = user token; \
+     POST /auth/logout-all = user token; /api/* = api user token";
+
+/// What one route asks: which of the configured policies it charges, and whether it needs a
+/// valid, unrevoked token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pattern: RoutePattern,
+    /// Per address; a success is refunded (a credential-guessing route).
+    auth: bool,
+    /// Per address and account (the JSON body's `email`); a success clears it.
+    login: bool,
+    /// Per address.
+    api: bool,
+    /// Per verified user.
+    user: bool,
+    token: bool,
+}
+
+/// The routes in order; the first that matches a request decides, and a request no rule
+/// matches passes with no limit and no token asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes(Vec<Rule>);
+
+impl Routes {
+    /// `<route> = <word> ...; ...`, a route as in `fail_open_routes` (`POST /auth/login`,
+    /// `/api/*`), words among `auth`, `login`, `api`, `user` and `token`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut rules = Vec::new();
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (route, words) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("guard_routes: {entry:?} is not \"<route> = <words>\""))?;
+            let pattern = RoutePattern::parse(route).ok_or_else(|| {
+                format!(
+                    "guard_routes: {:?} is not a route like \"GET /api/*\"",
+                    route.trim()
+                )
+            })?;
+            let mut rule = Rule {
+                pattern,
+                auth: false,
+                login: false,
+                api: false,
+                user: false,
+                token: false,
+            };
+            for word in words.split_whitespace() {
+                let flag = match word {
+                    "auth" => &mut rule.auth,
+                    "login" => &mut rule.login,
+                    "api" => &mut rule.api,
+                    "user" => &mut rule.user,
+                    "token" => &mut rule.token,
+                    other => {
+                        return Err(format!(
+                            "guard_routes: {other:?} is not one of auth, login, api, user, token"
+                        ))
+                    }
+                };
+                *flag = true;
+            }
+            if rule.user && !rule.token {
+                return Err(format!(
+                    "guard_routes: {:?} counts per user but asks for no token",
+                    route.trim()
+                ));
+            }
+            rules.push(rule);
+        }
+        Ok(Self(rules))
+    }
+
+    pub fn find(&self, method: &str, path: &str) -> Option<&Rule> {
+        self.0.iter().find(|r| r.pattern.matches(method, path))
+    }
+}
+
+/// What a route asks of one request, worked out before the store is asked: the client, the
+/// token's verification (if the route wants one) and the limits to charge.
+pub struct Asked {
+    rule: Option<Rule>,
+    client: String,
+    auth: Option<Result<(Claims, String), ApiError>>,
+    limits: Vec<Limit>,
+}
+
+impl Asked {
+    /// The user of a verified token (revocation not yet checked).
+    pub fn user_id(&self) -> Option<i64> {
+        match &self.auth {
+            Some(Ok((claims, _))) => Some(claims.user_id),
+            _ => None,
+        }
+    }
+}
+
+/// A request the guard let through: the headers its response will carry, and what settling
+/// the response needs.
+pub struct Admitted {
+    pub rule: Option<Rule>,
+    pub limits: Vec<Limit>,
+    pub outcome: Option<Outcome>,
+    pub response_headers: Headers,
+    /// The verified, unrevoked token's claims and digest, if the route asked for one.
+    pub claims: Option<Claims>,
+    pub token_digest: Option<String>,
+    /// Set on the request the app receives, after every client-sent `x-edge-` header is gone.
+    pub identity: Headers,
+}
+
+/// Works out what `rule` (the request's, found by the caller) asks of the request.
+pub fn ask(
+    req: &Request,
+    config: &Config,
+    keys: &Keys,
+    rule: Option<&Rule>,
+    now_ms: i64,
+    trace: &mut Trace,
+) -> Asked {
+    let client = pipeline::client_subject(req, config);
+    trace.client = Some(client.clone());
+    let Some(rule) = rule else {
+        return Asked {
+            rule: None,
+            client,
+            auth: None,
+            limits: Vec::new(),
+        };
+    };
+    if trace.route.is_none() {
+        trace.route = Some(rule.pattern.to_string());
+    }
+    let auth = rule
+        .token
+        .then(|| pipeline::authenticate(req, keys, now_ms / 1000));
+    let mut limits = Vec::new();
+    if rule.auth {
+        pipeline::push(&mut limits, &config.auth_limit, &client);
+    }
+    if rule.login {
+        if let Some(account) = crate::routes::auth::account_key(req) {
+            pipeline::push(
+                &mut limits,
+                &config.login_limit,
+                &format!("{client}:{account}"),
+            );
+        }
+    }
+    if rule.api {
+        pipeline::push(&mut limits, &config.api_limit, &client);
+    }
+    if let (true, Some(Ok((claims, _)))) = (rule.user, &auth) {
+        pipeline::push(
+            &mut limits,
+            &config.user_limit,
+            &format!("u{}", claims.user_id),
+        );
+    }
+    let asked = Asked {
+        rule: Some(rule.clone()),
+        client,
+        auth,
+        limits,
+    };
+    trace.user_id = asked.user_id();
+    asked
+}
+
+/// The guard's answer before the app sees the request: the limits charged and the token's
+/// revocation read in one store call (with `cache`, what the app wants read on the way), then
+/// either the refusal to send (`Err`) or the request let through.
+pub async fn admit(
+    asked: Asked,
+    req: &Request,
+    config: &Config,
+    store: &dyn Store,
+    cache: CacheProbe<'_>,
+    errors: &mut Vec<String>,
+) -> Result<Admitted, (ApiError, Headers)> {
+    let Asked {
+        rule,
+        client,
+        auth,
+        limits,
+    } = asked;
+    let token_ref = match &auth {
+        Some(Ok((claims, digest))) => Some(TokenRef {
+            digest,
+            user_id: claims.user_id,
+            version: claims.token_version,
+            cache,
+        }),
+        _ => None,
+    };
+    let mut headers = Headers::new();
+    let mut outcome = None;
+    if !limits.is_empty() || token_ref.is_some() {
+        let token_refused = matches!(auth, Some(Err(_)));
+        match store.check(&limits, token_ref, token_refused).await {
+            Ok(o) => outcome = Some(o),
+            Err(e) if config.fails_open(&req.method, &req.path) => {
+                errors.push(format!("store unavailable, serving open: {e:?}"));
+                headers.push((pipeline::DEGRADED_HEADER.into(), "store-unavailable".into()));
+            }
+            Err(e) => return Err((pipeline::store_error(e), headers)),
+        }
+    }
+    if let Some(o) = &outcome {
+        headers.extend(pipeline::limit_headers(&limits, o));
+        if !o.admitted {
+            return Err((pipeline::too_many(&limits, o), headers));
+        }
+    }
+    let mut identity = vec![(CLIENT_HEADER.to_string(), client)];
+    let (claims, token_digest) = match auth {
+        Some(Ok((claims, digest))) => {
+            if let Some(o) = &outcome {
+                if let Err(e) = pipeline::token_standing(&claims, o) {
+                    return Err((e, headers));
+                }
+            }
+            identity.push((USER_HEADER.to_string(), claims.user_id.to_string()));
+            (Some(claims), Some(digest))
+        }
+        Some(Err(e)) => return Err((e, headers)),
+        None => (None, None),
+    };
+    Ok(Admitted {
+        rule,
+        limits,
+        outcome,
+        response_headers: headers,
+        claims,
+        token_digest,
+        identity,
+    })
+}
+
+/// The headers the app receives: the client's, less every one the guard owns, plus the
+/// identity the guard verified.
+pub fn forwarded_headers(req: &Request, identity: &Headers) -> Headers {
+    req.headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with(IDENTITY_PREFIX))
+        .cloned()
+        .chain(identity.iter().cloned())
+        .collect()
+}
+
+/// Settles the app's answer: a successful login gives back its unit, and the response gets
+/// the guard's headers (any `x-edge-` header of the app's is dropped: those are the guard's).
+/// Failures here never change the answer; they are returned for the log.
+pub async fn settle(
+    admitted: &Admitted,
+    resp: &mut Response,
+    store: &dyn Store,
+    errors: &mut Vec<String>,
+) {
+    refund(admitted, resp.is_success(), store, errors).await;
+    resp.headers
+        .retain(|(name, _)| !name.starts_with(IDENTITY_PREFIX));
+    resp.headers
+        .extend(admitted.response_headers.iter().cloned());
+}
+
+/// A successful login or signup gives back its own per-address unit and clears the account's
+/// failures.
+pub async fn refund(
+    admitted: &Admitted,
+    succeeded: bool,
+    store: &dyn Store,
+    errors: &mut Vec<String>,
+) {
+    if let (true, true, Some(o)) = (
+        succeeded,
+        admitted.rule.as_ref().is_some_and(|r| r.auth),
+        &admitted.outcome,
+    ) {
+        errors.extend(pipeline::refund_login(&admitted.limits, o, store).await);
+    }
+}
+
+/// The answer to a preflight: the guard's alone, nothing behind it is asked.
+pub fn preflight(req: &Request, config: &Config) -> Response {
+    cors::preflight(req.header("origin"), &config.cors_origins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        let routes = Routes::parse("POST /auth/login = auth login; /api/* = api user token")
+            .expect("parses");
+        let login = routes.find("POST", "/auth/login").expect("login rule");
+        assert!(login.auth && login.login && !login.token);
+        let api = routes.find("GET", "/api/inventory").expect("api rule");
+        assert!(api.api && api.user && api.token && !api.auth);
+        assert!(routes.find("GET", "/auth/login").is_none());
+        assert!(routes.find("GET", "/elsewhere").is_none());
+    }
+
+    #[test]
+    fn the_default_routes_parse() {
+        let routes = Routes::parse(DEFAULT_ROUTES).expect("parses");
+        assert!(routes.find("POST", "/auth/signup").is_some_and(|r| r.auth));
+        assert!(routes.find("GET", "/api/recipes").is_some_and(|r| r.token));
+        assert!(routes.find("GET", "/health").is_none());
+    }
+
+    #[test]
+    fn bad_routes_are_named() {
+        let err = Routes::parse("/api/* = api tokens").expect_err("unknown word");
+        assert!(err.contains("\"tokens\""), "{err}");
+        let err = Routes::parse("api = api").expect_err("no leading slash");
+        assert!(err.contains("\"api\""), "{err}");
+        let err = Routes::parse("/api/*").expect_err("no words");
+        assert!(err.contains("<route> = <words>"), "{err}");
+        let err = Routes::parse("/api/* = user").expect_err("user without token");
+        assert!(err.contains("no token"), "{err}");
+    }
+
+    #[test]
+    fn client_sent_identity_headers_never_reach_the_app() {
+        let req = Request::new(
+            "GET".into(),
+            "/x",
+            vec![
+                ("x-edge-user-id".into(), "1".into()),
+                ("x-edge-client".into(), "forged".into()),
+                ("accept".into(), "*/*".into()),
+            ],
+            Vec::new(),
+        );
+        let identity = vec![(CLIENT_HEADER.to_string(), "10.0.0.1".to_string())];
+        let forwarded = forwarded_headers(&req, &identity);
+        assert_eq!(
+            forwarded,
+            vec![
+                ("accept".to_string(), "*/*".to_string()),
+                (CLIENT_HEADER.to_string(), "10.0.0.1".to_string()),
+            ]
+        );
+    }
+}
