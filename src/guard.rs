@@ -97,7 +97,14 @@ impl Routes {
         Ok(Self(rules))
     }
 
+    /// The rule of a request. `HEAD` meets the rules of `GET` and trailing slashes are dropped,
+    /// as apps answer them alike: a route asked for a token is not open as `HEAD /x` or `/x/`.
     pub fn find(&self, method: &str, path: &str) -> Option<&Rule> {
+        let method = if method == "HEAD" { "GET" } else { method };
+        let path = match path.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
         self.0.iter().find(|r| r.pattern.matches(method, path))
     }
 }
@@ -325,6 +332,12 @@ mod tests {
         let api = routes.find("GET", "/api/inventory").expect("api rule");
         assert!(api.api && api.user && api.token && !api.auth);
         assert!(routes.find("GET", "/auth/login").is_none());
+        assert!(routes
+            .find("POST", "/auth/login//")
+            .is_some_and(|r| r.login));
+        assert!(routes
+            .find("HEAD", "/api/inventory")
+            .is_some_and(|r| r.token));
         assert!(routes.find("GET", "/elsewhere").is_none());
     }
 

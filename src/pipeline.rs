@@ -252,18 +252,7 @@ async fn run(
 ) -> Result<Response, (ApiError, Headers)> {
     let route = routes::resolve(&req.method, &req.path).map_err(|e| (e, Vec::new()))?;
     trace.route = Some(route.pattern());
-    // The rule of the route as resolved: `HEAD` is `GET`'s, a trailing slash is dropped.
-    let method = if req.method == "HEAD" {
-        "GET"
-    } else {
-        &req.method
-    };
-    let path = if req.path.len() > 1 {
-        req.path.trim_end_matches('/')
-    } else {
-        &req.path
-    };
-    let rule = config.routes.find(method, path);
+    let rule = config.routes.find(&req.method, &req.path);
     let keys = keys(config);
     let asked = guard::ask(req, config, &keys, rule, svc.now_ms, trace);
     let user_id = asked.user_id();

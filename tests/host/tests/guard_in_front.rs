@@ -76,6 +76,9 @@ fn the_app_sees_the_verified_identity_and_never_a_forged_one() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["user"], json!("7"), "{}", r.text);
     assert_eq!(r.body["path"], json!("/private/thing"), "{}", r.text);
+    // A route that asks for a token is not open as HEAD or with a trailing slash.
+    let r = send(client().head(edge.url("/private/thing/")));
+    assert_eq!(r.status, 401);
     // Per address and per user: the user's own counter is in Redis too.
     let keys: Vec<String> = redis.dump().into_iter().map(|(k, _)| k).collect();
     assert!(
@@ -117,7 +120,7 @@ fn refusals_are_the_guards_and_never_reach_the_app() {
     assert_eq!(r.error(), "Token has been invalidated. Please login again.");
 
     // Every request so far, refused or not, spent one of the address's 4 units.
-    let r = get(&edge.url("/public"), None);
+    let r = get(&edge.url("/public/"), None);
     assert_eq!(r.status, 429, "{}", r.text);
     assert!(r.body.get("hello").is_none(), "{}", r.text);
     assert!(r.header("retry-after").is_some());

@@ -55,15 +55,13 @@ fn keep_alive_responses_do_not_wait_for_a_delayed_ack() {
         times.sort();
         let median = times[times.len() / 2];
         eprintln!("{path}: median {median:?}");
-        // A read from PostgreSQL (in the suite's PostgreSQL run) costs its own round trips,
-        // still far below the 40 ms a stall would add.
-        let bound = if pg::on_postgres() && path.starts_with("/api") {
-            20
-        } else {
-            5
-        };
+        // A stall adds ~40 ms to the response it holds, so a median of half that proves most
+        // responses had none. The bound is no tighter because this is a debug build of the
+        // host on whatever machine runs the suite: a WASI 0.2 read (a fresh instance, Redis
+        // and SQLite connections per request) measured 2.5-7 ms here, a PostgreSQL read more.
+        // The release figures are the benchmark's (`bench/README.md`).
         assert!(
-            median < Duration::from_millis(bound),
+            median < Duration::from_millis(20),
             "{path}: median {median:?} over {times:?}"
         );
     }
