@@ -35,6 +35,8 @@ pub enum ApiError {
     Misconfigured,
     /// Something unexpected; the message is logged, never sent.
     Internal(String),
+    /// The app behind the guard gave no answer; what went wrong is logged, never sent.
+    BadGateway(String),
 }
 
 /// Seconds a client is told to wait when the store or the database is unreachable.
@@ -60,7 +62,7 @@ impl ApiError {
     /// What the log should say of this error beyond its status (never sent to the client).
     pub fn log_detail(&self) -> Option<&str> {
         match self {
-            Self::Internal(detail) => Some(detail),
+            Self::Internal(detail) | Self::BadGateway(detail) => Some(detail),
             Self::Unavailable { detail, .. } if !detail.is_empty() => Some(detail),
             _ => None,
         }
@@ -90,6 +92,7 @@ impl ApiError {
             Self::PayloadTooLarge => 413,
             Self::TooManyRequests { .. } => 429,
             Self::Misconfigured | Self::Internal(_) => 500,
+            Self::BadGateway(_) => 502,
             Self::Unavailable { .. } => 503,
         }
     }
@@ -130,6 +133,7 @@ impl ApiError {
             Self::Misconfigured => ("Server misconfigured".into(), None, None),
             // The pipeline logs the detail, with the request's id.
             Self::Internal(_) => ("Internal server error".into(), None, None),
+            Self::BadGateway(_) => ("The service behind the edge failed".into(), None, None),
         };
         let mut body = json!({ "success": false, "error": message });
         if let Some(details) = details {
@@ -177,5 +181,9 @@ mod tests {
 
         let r = ApiError::Internal("secret detail".into()).into_response();
         assert!(!String::from_utf8(r.body).unwrap().contains("secret"));
+
+        let r = ApiError::BadGateway("the app trapped at 0x1234".into()).into_response();
+        assert_eq!(r.status, 502);
+        assert!(!String::from_utf8(r.body).unwrap().contains("0x1234"));
     }
 }

@@ -12,10 +12,11 @@
 
 #![cfg(target_arch = "wasm32")]
 
+use alchemix_edge::error::ApiError;
 use alchemix_edge::guard::{self, Admitted};
 use alchemix_edge::host;
 use alchemix_edge::http::{header_entry, Request, Response};
-use alchemix_edge::pipeline;
+use alchemix_edge::pipeline::{self, Headers};
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{CacheProbe, Store};
 use alchemix_edge_adapter_wasip3::{answer, config, connections, Link};
@@ -53,7 +54,7 @@ async fn serve(req: &Request) -> Response {
         let admitted =
             guard::admit(asked, req, &config, &*store, CacheProbe::None, &mut errors).await;
         let result = match admitted {
-            Ok(admitted) => Ok(pass(req, &admitted, &*store, &mut errors).await),
+            Ok(admitted) => pass(req, &admitted, &*store, &mut errors).await,
             Err(refusal) => Err(refusal),
         };
         pipeline::decided(result, |detail| errors.push(detail))
@@ -69,19 +70,13 @@ async fn pass(
     admitted: &Admitted,
     store: &dyn Store,
     errors: &mut Vec<String>,
-) -> Response {
-    let mut resp = match next(req, admitted).await {
-        Ok(resp) => resp,
-        Err(problem) => {
-            errors.push(format!("the app behind the guard failed: {problem}"));
-            Response::json(
-                502,
-                &serde_json::json!({ "success": false, "error": "The service behind the edge failed" }),
-            )
-        }
-    };
+) -> Result<Response, (ApiError, Headers)> {
+    let mut resp = next(req, admitted).await.map_err(|problem| {
+        let e = ApiError::BadGateway(format!("the app behind the guard failed: {problem}"));
+        (e, admitted.response_headers.clone())
+    })?;
     guard::settle(admitted, &mut resp, store, errors).await;
-    resp
+    Ok(resp)
 }
 
 async fn next(req: &Request, admitted: &Admitted) -> Result<Response, String> {
