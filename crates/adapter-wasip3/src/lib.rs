@@ -37,15 +37,38 @@ thread_local! {
     static REDIS: Rc<KeptRedis> = Rc::new(KeptRedis::default());
 }
 
-/// The instance's database (opened on first use, to the kept configuration's target) and its
-/// Redis connection.
-pub fn connections(config: &Config) -> (Rc<LazyDb<KeptDb>>, Rc<KeptRedis>) {
-    let db = DB.with(|db| {
-        db.borrow_mut()
-            .get_or_insert_with(|| Rc::new(LazyDb::new(config.database.clone())))
-            .clone()
-    });
-    (db, REDIS.with(Rc::clone))
+/// What a request of this instance serves with: the kept configuration, the database (opened
+/// on first use, to the configuration's target) and the Redis connection.
+pub struct Instance {
+    pub config: Rc<Config>,
+    pub db: Rc<LazyDb<KeptDb>>,
+    redis: Rc<KeptRedis>,
+}
+
+impl Instance {
+    /// The instance's own, the configuration read and checked by its first request; `Err`
+    /// names the problem while it does not load.
+    pub async fn get() -> Result<Self, String> {
+        let config = config().await?;
+        let db = DB.with(|db| {
+            db.borrow_mut()
+                .get_or_insert_with(|| Rc::new(LazyDb::new(config.database.clone())))
+                .clone()
+        });
+        Ok(Self {
+            config,
+            db,
+            redis: REDIS.with(Rc::clone),
+        })
+    }
+
+    /// Redis, at the configuration's address.
+    pub fn link(&self) -> Link<'_> {
+        Link {
+            kept: &self.redis,
+            address: self.config.redis_address.expose(),
+        }
+    }
 }
 
 /// A component's whole answer to Spin: the request read (within the size limit), served by
@@ -62,7 +85,7 @@ pub async fn answer(
 }
 
 /// The request as the core sees it, its body read whole (within the size limit).
-pub async fn read(req: spin_sdk::http::Request) -> Result<Request, ApiError> {
+async fn read(req: spin_sdk::http::Request) -> Result<Request, ApiError> {
     let (parts, mut body) = req.into_parts();
     let headers: Vec<(String, String)> = parts
         .headers
@@ -91,7 +114,7 @@ pub async fn read(req: spin_sdk::http::Request) -> Result<Request, ApiError> {
 
 /// Hands Spin the response with its whole body offered in one write, taken as soon as the
 /// host reads the body stream.
-pub fn respond(resp: Response) -> types::Response {
+fn respond(resp: Response) -> types::Response {
     let Response {
         status,
         headers,
@@ -128,7 +151,7 @@ pub fn respond(resp: Response) -> types::Response {
 
 /// The configuration, one Spin variable per setting, read and checked once per instance. A
 /// configuration that does not load is not kept: each request reports it, by variable name.
-pub async fn config() -> Result<Rc<Config>, String> {
+async fn config() -> Result<Rc<Config>, String> {
     if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
         return Ok(config);
     }
@@ -145,7 +168,7 @@ pub async fn config() -> Result<Rc<Config>, String> {
 
 /// A component variable; `None` when the manifest does not declare it (its default applies),
 /// so a component in front of another app declares only what it changes.
-pub async fn variable(name: &str) -> Result<Option<String>, String> {
+async fn variable(name: &str) -> Result<Option<String>, String> {
     match spin_sdk::variables::get(name).await {
         Ok(value) => Ok(Some(value)),
         Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
@@ -292,13 +315,13 @@ fn describe_sqlite(e: &sqlite::Error) -> String {
 /// new one, so an outage ends as soon as Redis is back, without a restart. The configuration
 /// is kept for the instance's life once it loads, so every request names the same address.
 #[derive(Default)]
-pub struct KeptRedis {
+struct KeptRedis {
     conn: RefCell<Option<Rc<redis::Connection>>>,
 }
 
 pub struct Link<'a> {
-    pub kept: &'a KeptRedis,
-    pub address: &'a str,
+    kept: &'a KeptRedis,
+    address: &'a str,
 }
 
 impl Link<'_> {

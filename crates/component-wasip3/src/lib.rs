@@ -6,7 +6,7 @@
 
 use alchemix_edge::http::{Request, Response};
 use alchemix_edge::pipeline;
-use alchemix_edge_adapter_wasip3::{answer, config, connections, Link};
+use alchemix_edge_adapter_wasip3::{answer, Instance};
 use spin_sdk::http_service;
 use spin_sdk::wasip3::http::types;
 
@@ -16,14 +16,11 @@ async fn handle(req: spin_sdk::http::Request) -> types::Response {
 }
 
 async fn serve(req: &Request) -> Response {
-    let config = match config().await {
-        Ok(config) => config,
-        Err(problem) => return pipeline::misconfigured(req, &problem),
-    };
-    let (db, redis) = connections(&config);
-    let link = Link {
-        kept: &redis,
-        address: config.redis_address.expose(),
-    };
-    pipeline::serve(req, &config, &*db, &link).await
+    match Instance::get().await {
+        Ok(instance) => {
+            let link = instance.link();
+            pipeline::serve(req, &instance.config, &*instance.db, &link).await
+        }
+        Err(problem) => pipeline::misconfigured(req, &problem),
+    }
 }

@@ -19,7 +19,7 @@ use alchemix_edge::http::{header_entry, Request, Response};
 use alchemix_edge::pipeline::{self, Headers};
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{CacheProbe, Store};
-use alchemix_edge_adapter_wasip3::{answer, config, connections, Link};
+use alchemix_edge_adapter_wasip3::{answer, Instance};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use spin_sdk::http_service;
@@ -32,27 +32,24 @@ async fn handle(req: spin_sdk::http::Request) -> types::Response {
 
 async fn serve(req: &Request) -> Response {
     let started_ms = host::now_ms();
-    let config = match config().await {
-        Ok(config) => config,
+    let instance = match Instance::get().await {
+        Ok(instance) => instance,
         Err(problem) => return pipeline::misconfigured(req, &problem),
     };
-    let (db, redis) = connections(&config);
-    let link = Link {
-        kept: &redis,
-        address: config.redis_address.expose(),
-    };
-    let store = pipeline::store_for(&config, &*db, &link, started_ms);
+    let config = &*instance.config;
+    let link = instance.link();
+    let store = pipeline::store_for(config, &*instance.db, &link, started_ms);
     let mut trace = Trace::default();
     let mut errors = Vec::new();
     let (mut resp, decision) = if req.method == "OPTIONS" {
         trace.route = Some("preflight".into());
-        (guard::preflight(req, &config), Decision::Allowed)
+        (guard::preflight(req, config), Decision::Allowed)
     } else {
         let rule = config.routes.find(&req.method, &req.path);
-        let keys = pipeline::keys(&config);
-        let asked = guard::ask(req, &config, &keys, rule, started_ms, &mut trace);
+        let keys = pipeline::keys(config);
+        let asked = guard::ask(req, config, &keys, rule, started_ms, &mut trace);
         let admitted =
-            guard::admit(asked, req, &config, &*store, CacheProbe::None, &mut errors).await;
+            guard::admit(asked, req, config, &*store, CacheProbe::None, &mut errors).await;
         let result = match admitted {
             Ok(admitted) => pass(req, &admitted, &*store, &mut errors).await,
             Err(refusal) => Err(refusal),
@@ -60,7 +57,7 @@ async fn serve(req: &Request) -> Response {
         pipeline::decided(result, |detail| errors.push(detail))
     };
     pipeline::finish(&mut resp, Some(req), &config.cors_origins, &host::random);
-    pipeline::log(req, &resp, &config, decision, trace, &errors, started_ms);
+    pipeline::log(req, &resp, config, decision, trace, &errors, started_ms);
     resp
 }
 
