@@ -112,7 +112,8 @@ impl Routes {
 /// What a route asks of one request, worked out before the store is asked: the client, the
 /// token's verification (if the route wants one) and the limits to charge.
 pub struct Asked {
-    rule: Option<Rule>,
+    /// A credential-guessing route (`auth`): a success gives its unit back.
+    refunds_success: bool,
     client: String,
     auth: Option<Result<(Claims, String), ApiError>>,
     limits: Vec<Limit>,
@@ -131,7 +132,8 @@ impl Asked {
 /// A request the guard let through: the headers its response will carry, and what settling
 /// the response needs.
 pub struct Admitted {
-    pub rule: Option<Rule>,
+    /// A credential-guessing route (`auth`): a success gives its unit back.
+    pub refunds_success: bool,
     pub limits: Vec<Limit>,
     pub outcome: Option<Outcome>,
     pub response_headers: Headers,
@@ -155,7 +157,7 @@ pub fn ask(
     trace.client = Some(client.clone());
     let Some(rule) = rule else {
         return Asked {
-            rule: None,
+            refunds_success: false,
             client,
             auth: None,
             limits: Vec::new(),
@@ -191,7 +193,7 @@ pub fn ask(
         );
     }
     let asked = Asked {
-        rule: Some(rule.clone()),
+        refunds_success: rule.auth,
         client,
         auth,
         limits,
@@ -212,7 +214,7 @@ pub async fn admit(
     errors: &mut Vec<String>,
 ) -> Result<Admitted, (ApiError, Headers)> {
     let Asked {
-        rule,
+        refunds_success,
         client,
         auth,
         limits,
@@ -260,7 +262,7 @@ pub async fn admit(
         None => (None, None),
     };
     Ok(Admitted {
-        rule,
+        refunds_success,
         limits,
         outcome,
         response_headers: headers,
@@ -305,11 +307,7 @@ pub async fn refund(
     store: &dyn Store,
     errors: &mut Vec<String>,
 ) {
-    if let (true, true, Some(o)) = (
-        succeeded,
-        admitted.rule.as_ref().is_some_and(|r| r.auth),
-        &admitted.outcome,
-    ) {
+    if let (true, true, Some(o)) = (succeeded, admitted.refunds_success, &admitted.outcome) {
         errors.extend(pipeline::refund_login(&admitted.limits, o, store).await);
     }
 }
