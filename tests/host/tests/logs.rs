@@ -5,11 +5,10 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 
-/// The JSON request lines the edge printed so far, by request id.
-fn request_lines(edge: &Edge) -> Vec<Value> {
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    edge.drain_log()
-        .iter()
+/// The JSON request lines the edge printed up to the line of `last`, its latest request.
+fn request_lines(edge: &Edge, last: &Reply) -> Vec<Value> {
+    edge.log_until(last.header("x-request-id").expect("a request id"))
+        .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["level"] == "info" && v["request_id"].is_string())
         .collect()
@@ -59,7 +58,7 @@ fn every_request_has_one_json_line_with_its_request_id_and_decision() {
     let unknown = get(&edge.url("/nowhere/12345"), None);
     assert_eq!(unknown.status, 404);
 
-    let lines = request_lines(&edge);
+    let lines = request_lines(&edge, &unknown);
     let user = created.body["data"]["user_id"].as_i64().unwrap();
     let line = line_of(&lines, &updated);
     assert_eq!(line["method"], "PUT");
@@ -97,10 +96,9 @@ fn every_request_has_one_json_line_with_its_request_id_and_decision() {
     redis.kill();
     let down = get(&edge.url("/api/inventory"), Some(&second));
     assert_eq!(down.status, 503, "{}", down.text);
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let lines: Vec<Value> = edge
-        .drain_log()
-        .iter()
+        .log_until("\"decision\":\"degraded\"")
+        .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .collect();
     let id = down.header("x-request-id").unwrap();

@@ -370,6 +370,24 @@ impl Edge {
     pub fn drain_log(&self) -> Vec<String> {
         self.log.lock().unwrap().try_iter().collect()
     }
+
+    /// The log up to the first line holding `needle`, and whatever else has arrived by then;
+    /// it waits up to 10 s for that line. A line reaches the test through a reader thread,
+    /// so it may arrive after the response that caused it: reading only what is there loses it.
+    pub fn log_until(&self, needle: &str) -> String {
+        let log = self.log.lock().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                seen.extend(log.try_iter());
+                break;
+            }
+        }
+        seen.join("\n")
+    }
 }
 
 impl Drop for Edge {
