@@ -64,7 +64,8 @@ def stop_all():
 def build_release():
     """The release host and the component, as users run them."""
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "edge-host"], cwd=ROOT, check=True)
-    for component in ("alchemix-edge-wasip2", "alchemix-edge-wasip3"):
+    # One cargo invocation each: the guard's spin-sdk features must not unify into the API's.
+    for component in ("alchemix-edge-wasip2", "alchemix-edge-wasip3", "alchemix-api-wasip3", "edge-guard-wasip3"):
         subprocess.run(["cargo", "build", "--release", "-q", "--target", "wasm32-wasip2", "-p", component],
                        cwd=ROOT, check=True)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Both builds of the edge on edge-host beside the seed's design, in one run on this machine:
-the WASI 0.3 component (spin.toml, instances reused as Spin 4.1 reuses them) and the WASI 0.2
-component (spin-wasip2.toml, a fresh instance per request), against node-seed as one process
-and as WORKERS=2 (one process per core).
+the WASI 0.3 component (spin.toml, instances reused as Spin 4.1 reuses them), the same build
+as a chain (examples/alchemix-chain: edge-guard as middleware in front of alchemix-api) and the
+WASI 0.2 component (spin-wasip2.toml, a fresh instance per request), against node-seed as one
+process and as WORKERS=2 (one process per core).
 
 For each server and endpoint at BENCH_CONNECTIONS (16 by default): req/s, p50 and p99, CPU per
 request (the server's process tree and its Redis), Redis commands and new Redis connections per
@@ -28,6 +29,7 @@ from run import SECRET, Redis, cpu_seconds, lua, median, run, wait_http, wrk  # 
 from run import node_seed as run_node_seed  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CHAIN = "wasi 0.3 chain, guard -> api"
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 BAD_LOGIN = {"email": "bench@example.com", "password": "wrong-password"}
 
@@ -117,6 +119,7 @@ def main():
         servers = {
             "wasi 0.3": edge(tmp, "p3", "spin.toml", {}),
             "wasi 0.3, page_cache=off": edge(tmp, "p3-off", "spin.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
+            CHAIN: edge(tmp, "chain", "examples/alchemix-chain/spin.toml", {}),
             "wasi 0.2": edge(tmp, "p2", "spin-wasip2.toml", {}),
             "wasi 0.2, page_cache=off": edge(tmp, "p2-off", "spin-wasip2.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
             **({
@@ -138,7 +141,9 @@ def main():
             if "page_cache=off" in name:
                 plan[name] = [("GET /api/inventory (SQLite read)", *inventory[1:])]
                 continue
-            rows = [inventory,
+            # The chain has no page cache: its inventory read is a SQLite read.
+            first = ("GET /api/inventory (SQLite read)", *inventory[1:]) if name == CHAIN else inventory
+            rows = [first,
                     ("GET /auth/me", "/auth/me", lua(tmp, f"{tag}-me", token=s["token"])),
                     ("POST /auth/login (429)", "/auth/login", lua(tmp, f"{tag}-429", "POST", BAD_LOGIN))]
             if name.startswith("node"):
@@ -197,6 +202,16 @@ def main():
                 ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
                                "rounds": [round(x, 2) for x in per]}
                 print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+        print("\nthe chain's cost: chain / single component (req/s; p99), median over rounds [each round]")
+        for row, single in (("GET /api/inventory (SQLite read)", "wasi 0.3, page_cache=off"),
+                            ("GET /api/inventory (SQLite read)", "node-seed WORKERS=2"),
+                            ("GET /auth/me", "wasi 0.3"), ("POST /auth/login (429)", "wasi 0.3")):
+            per = [c["rps"] / n["rps"] for c, n in zip(results[CHAIN][row], results[single][row])]
+            p99 = [c["p99_ms"] / n["p99_ms"] for c, n in zip(results[CHAIN][row], results[single][row])]
+            key = f"{CHAIN} / {single}: {row}"
+            ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
+                           "rounds": [round(x, 2) for x in per]}
+            print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
         print("\nRedis per GET /api/inventory (MONITOR, 50 sequential reads): round trips, commands")
         for name, (rt, cmds) in trips.items():
             print(f"  {name:28} {rt:.2f} round trips, {cmds:.2f} commands")

@@ -20,6 +20,11 @@ pub const IDENTITY_PREFIX: &str = "x-edge-";
 pub const USER_HEADER: &str = "x-edge-user-id";
 /// The client's subject (its address, or its IPv6 subnet) as the limits named it.
 pub const CLIENT_HEADER: &str = "x-edge-client";
+/// The request's id, which the guard's response carries: the app logs under it.
+pub const REQUEST_ID_HEADER: &str = "x-edge-request-id";
+/// Set by the app on its answer: the route pattern it matched, for the guard's request line
+/// (the guard's own rules are coarser, and it never logs a raw path).
+pub const ROUTE_HEADER: &str = "x-edge-route";
 
 /// AlcheMix's routes: logins and signups count per address (and logins per account too),
 /// every authenticated route counts per user, and everything under `/api/` per address too.
@@ -106,6 +111,13 @@ impl Routes {
             trimmed => trimmed,
         };
         self.0.iter().find(|r| r.pattern.matches(method, path))
+    }
+}
+
+impl Rule {
+    /// Whether the route asks for a valid, unrevoked token.
+    pub fn asks_token(&self) -> bool {
+        self.token
     }
 }
 
@@ -270,6 +282,18 @@ pub async fn admit(
         token_digest,
         identity,
     })
+}
+
+/// The claims of a request the guard in front admitted on a route that asks for a token. The
+/// token is verified again here for its claims (no store call: the guard checked its
+/// revocation), and must be the one the guard vouched for: a request that did not come through
+/// the guard carries no `x-edge-user-id` (the guard removes any a client sends).
+pub fn vouched(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
+    let (claims, digest) = pipeline::authenticate(req, keys, now)?;
+    match req.header(USER_HEADER) {
+        Some(user) if user == claims.user_id.to_string() => Ok((claims, digest)),
+        _ => Err(ApiError::Unauthorized("The request did not pass the guard")),
+    }
 }
 
 /// The headers the app receives: the client's, less every one the guard owns, plus the

@@ -85,7 +85,7 @@ pub fn store_error(e: StoreError) -> ApiError {
 /// The answer while the configuration does not load: a 500, the problem logged by name.
 pub fn misconfigured(req: &Request, problem: &str) -> Response {
     let mut resp = ApiError::Misconfigured.into_response();
-    finish(&mut resp, Some(req), &[], &host::random);
+    finish(&mut resp, Some(req), &[], new_request_id(&host::random));
     let message = format!("alchemix-edge: refusing to serve: {problem}");
     eprintln!(
         "{}",
@@ -132,7 +132,7 @@ pub fn store_for<'a>(
 /// The answer to a request that could not be read (a body too large or broken).
 pub fn unreadable(e: ApiError) -> Response {
     let mut resp = e.into_response();
-    finish(&mut resp, None, &[], &host::random);
+    finish(&mut resp, None, &[], new_request_id(&host::random));
     resp
 }
 
@@ -149,7 +149,12 @@ pub async fn handle(req: &Request, config: &Config, svc: &Services<'_>) -> Respo
         let result = run(req, config, svc, &mut trace).await;
         decided(result, |detail| svc.note_error(detail))
     };
-    finish(&mut resp, Some(req), &config.cors_origins, svc.random);
+    finish(
+        &mut resp,
+        Some(req),
+        &config.cors_origins,
+        new_request_id(svc.random),
+    );
     let errors: Vec<String> = svc.errors.borrow_mut().drain(..).collect();
     log(req, &resp, config, decision, trace, &errors, svc.now_ms);
     if req.method == "HEAD" {
@@ -227,9 +232,9 @@ pub fn finish(
     resp: &mut Response,
     req: Option<&Request>,
     cors_origins: &[String],
-    random: &dyn Fn(&mut [u8]),
+    request_id: String,
 ) {
-    resp.set_header("x-request-id", request_id(random));
+    resp.set_header("x-request-id", request_id);
     if let Some(client_id) = req
         .and_then(|r| r.header("x-request-id"))
         .filter(|v| is_uuid(v))
@@ -526,7 +531,8 @@ pub fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
     }
 }
 
-fn request_id(random: &dyn Fn(&mut [u8])) -> String {
+/// A request's id (a v4 UUID), for its response and every line logged of it.
+pub fn new_request_id(random: &dyn Fn(&mut [u8])) -> String {
     let mut b = [0u8; 16];
     random(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -566,7 +572,7 @@ mod tests {
 
     #[test]
     fn request_ids_are_v4_uuids() {
-        let id = request_id(&|b: &mut [u8]| b.fill(0xab));
+        let id = new_request_id(&|b: &mut [u8]| b.fill(0xab));
         assert!(is_uuid(&id), "{id}");
         assert_eq!(&id[14..15], "4");
         assert!(!is_uuid("not-a-uuid"));

@@ -41,6 +41,7 @@ async fn serve(req: &Request) -> Response {
     let store = pipeline::store_for(config, &*instance.db, &link, started_ms);
     let mut trace = Trace::default();
     let mut errors = Vec::new();
+    let request_id = pipeline::new_request_id(&host::random);
     let (mut resp, decision) = if req.method == "OPTIONS" {
         trace.route = Some("preflight".into());
         (guard::preflight(req, config), Decision::Allowed)
@@ -51,32 +52,40 @@ async fn serve(req: &Request) -> Response {
         let admitted =
             guard::admit(asked, req, config, &*store, CacheProbe::None, &mut errors).await;
         let result = match admitted {
-            Ok(admitted) => pass(req, &admitted, &*store, &mut errors).await,
+            Ok(admitted) => {
+                let app = next(req, &admitted, &request_id).await;
+                settle(app, &admitted, &*store, &mut trace, &mut errors).await
+            }
             Err(refusal) => Err(refusal),
         };
         pipeline::decided(result, |detail| errors.push(detail))
     };
-    pipeline::finish(&mut resp, Some(req), &config.cors_origins, &host::random);
+    pipeline::finish(&mut resp, Some(req), &config.cors_origins, request_id);
     pipeline::log(req, &resp, config, decision, trace, &errors, started_ms);
     resp
 }
 
-/// The app's answer to an admitted request, settled by the guard.
-async fn pass(
-    req: &Request,
+/// The app's answer to an admitted request, settled by the guard; the route the app says it
+/// matched goes to the request's log line.
+async fn settle(
+    app: Result<Response, String>,
     admitted: &Admitted,
     store: &dyn Store,
+    trace: &mut Trace,
     errors: &mut Vec<String>,
 ) -> Result<Response, (ApiError, Headers)> {
-    let mut resp = next(req, admitted).await.map_err(|problem| {
+    let mut resp = app.map_err(|problem| {
         let e = ApiError::BadGateway(format!("the app behind the guard failed: {problem}"));
         (e, admitted.response_headers.clone())
     })?;
+    if let Some(route) = resp.header(guard::ROUTE_HEADER) {
+        trace.route = Some(route.to_string());
+    }
     guard::settle(admitted, &mut resp, store, errors).await;
     Ok(resp)
 }
 
-async fn next(req: &Request, admitted: &Admitted) -> Result<Response, String> {
+async fn next(req: &Request, admitted: &Admitted, request_id: &str) -> Result<Response, String> {
     let target = if req.query.is_empty() {
         req.path.clone()
     } else {
@@ -85,9 +94,11 @@ async fn next(req: &Request, admitted: &Admitted) -> Result<Response, String> {
     let mut builder = http::Request::builder()
         .method(req.method.as_str())
         .uri(target);
-    for (name, value) in guard::forwarded_headers(req, &admitted.identity) {
+    let forwarded = guard::forwarded_headers(req, &admitted.identity);
+    for (name, value) in forwarded {
         builder = builder.header(name, value);
     }
+    builder = builder.header(guard::REQUEST_ID_HEADER, request_id);
     let request = builder
         .body(Full::new(Bytes::from(req.body.clone())))
         .map_err(|e| format!("the request could not be rebuilt: {e}"))?;

@@ -1,0 +1,27 @@
+//! alchemix-api: the AlcheMix API alone as a WASI 0.3 component (spin-sdk 7), the app that
+//! edge-guard fronts as Spin 4.1 middleware (`dependencies.middleware`). It trusts the
+//! guard's `x-edge-` headers because the chain is the only way in.
+
+#![cfg(target_arch = "wasm32")]
+
+use alchemix_edge::api;
+use alchemix_edge::http::{Request, Response};
+use alchemix_edge::pipeline;
+use alchemix_edge_adapter_wasip3::{answer, Instance};
+use spin_sdk::http_service;
+use spin_sdk::wasip3::http::types;
+
+#[http_service]
+async fn handle(req: spin_sdk::http::Request) -> types::Response {
+    answer(req, serve).await
+}
+
+async fn serve(req: &Request) -> Response {
+    match Instance::get().await {
+        Ok(instance) => {
+            let link = instance.link();
+            api::serve(req, &instance.config, &*instance.db, &link).await
+        }
+        Err(problem) => pipeline::misconfigured(req, &problem),
+    }
+}
