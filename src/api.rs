@@ -1,7 +1,8 @@
 //! The AlcheMix API alone, behind edge-guard (Spin 4.1 middleware). The guard has named the
 //! client, charged the limits and checked the token and its revocation, and it settles the
 //! answer: the login refund, the RateLimit, CORS and security headers, the request's log line.
-//! What is left here is the route's own work. Nothing reaches this component except through
+//! What is left here is the route's own work, and telling the store the database schema it
+//! verified. Nothing reaches this component except through
 //! the guard: Spin's composition exports its handler to the guard alone.
 
 use std::cell::RefCell;
@@ -29,11 +30,20 @@ pub async fn serve(
     let now_ms = host::now_ms();
     let store = pipeline::store_for(config, db, link, now_ms);
     let errors = RefCell::new(Vec::new());
+    let vouched = req
+        .header(guard::SCHEMA_HEADER)
+        .and_then(|v| v.parse::<i64>().ok());
+    if let Some(version) = vouched {
+        db.vouch_schema(version);
+    }
     let route = routes::resolve(&req.method, &req.path);
     let result = match &route {
         Ok(route) => answer(*route, req, config, db, &*store, now_ms, &errors).await,
         Err(e) => Err(e.clone()),
     };
+    if let Some(e) = pipeline::record_schema(db, &*store, vouched).await {
+        errors.borrow_mut().push(e);
+    }
     let mut resp = result.unwrap_or_else(|e| {
         if let Some(detail) = e.log_detail() {
             errors.borrow_mut().push(detail.to_string());

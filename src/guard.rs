@@ -22,6 +22,9 @@ pub const USER_HEADER: &str = "x-edge-user-id";
 pub const CLIENT_HEADER: &str = "x-edge-client";
 /// The request's id, which the guard's response carries: the app logs under it.
 pub const REQUEST_ID_HEADER: &str = "x-edge-request-id";
+/// The database schema version the store vouches for, as the check read it: the app behind
+/// skips its own check of the schema once some instance verified it.
+pub const SCHEMA_HEADER: &str = "x-edge-schema";
 /// Set by the app on its answer: the route pattern it matched, for the guard's request line
 /// (the guard's own rules are coarser, and it never logs a raw path).
 pub const ROUTE_HEADER: &str = "x-edge-route";

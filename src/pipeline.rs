@@ -333,11 +333,9 @@ async fn run(
             write_done(svc, user, resource, since.filter(|_| written), ttl_ms).await;
         }
     }
-    let latest = schema::latest(svc.db.dialect());
-    if svc.db.verified_schema() && outcome.as_ref().is_some_and(|o| o.schema_version < latest) {
-        if let Err(e) = svc.store.note_schema(latest).await {
-            svc.note_error(format!("could not record the schema version: {e:?}"));
-        }
+    let vouched = outcome.as_ref().map(|o| o.schema_version);
+    if let Some(e) = record_schema(svc.db, svc.store, vouched).await {
+        svc.note_error(e);
     }
     let succeeded = result.as_ref().is_ok_and(Response::is_success);
     guard::refund(&admitted, succeeded, svc.store, &mut errors).await;
@@ -386,6 +384,21 @@ async fn write_done(
             "could not invalidate user {user}'s cached pages: {e:?}"
         ));
     }
+}
+
+/// Tells the store the schema this request verified, when the version it vouched for
+/// (`vouched`, read by the request's check) is older; what failed is returned for the log.
+pub async fn record_schema(
+    db: &dyn Database,
+    store: &dyn Store,
+    vouched: Option<i64>,
+) -> Option<String> {
+    let latest = schema::latest(db.dialect());
+    if !db.verified_schema() || !vouched.is_some_and(|v| v < latest) {
+        return None;
+    }
+    let e = store.note_schema(latest).await.err()?;
+    Some(format!("could not record the schema version: {e:?}"))
 }
 
 /// The keys tokens are verified with: the secret, and the one before a rotation.

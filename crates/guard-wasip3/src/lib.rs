@@ -99,6 +99,9 @@ async fn next(req: &Request, admitted: &Admitted, request_id: &str) -> Result<Re
         builder = builder.header(name, value);
     }
     builder = builder.header(guard::REQUEST_ID_HEADER, request_id);
+    if let Some(o) = &admitted.outcome {
+        builder = builder.header(guard::SCHEMA_HEADER, o.schema_version);
+    }
     let request = builder
         .body(Full::new(Bytes::from(req.body.clone())))
         .map_err(|e| format!("the request could not be rebuilt: {e}"))?;

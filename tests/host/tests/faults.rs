@@ -94,16 +94,21 @@ fn fail_open_routes_serve_while_redis_is_down() {
 
 /// The project's manifest with another `allowed_outbound_hosts` entry, written into `dir`.
 fn manifest_allowing(dir: &TempDir, entry: &str) -> std::path::PathBuf {
-    let manifest = std::fs::read_to_string(manifest())
+    let original = manifest();
+    let beside = original.parent().unwrap().display().to_string();
+    // The copy lives elsewhere: each component's source becomes absolute.
+    let manifest: String = std::fs::read_to_string(&original)
         .unwrap()
         .replace(
             r#"allowed_outbound_hosts = ["{{ redis_address }}", "{{ database_address }}"]"#,
             &format!(r#"allowed_outbound_hosts = ["{entry}"]"#),
         )
-        .replace(
-            r#"source = "target/"#,
-            &format!(r#"source = "{}/target/"#, root().display()),
-        );
+        .lines()
+        .map(|line| match line.strip_prefix(r#"source = ""#) {
+            Some(relative) => format!("source = \"{beside}/{relative}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
     let path = dir.0.join("spin.toml");
     std::fs::write(&path, manifest).unwrap();
     path
