@@ -136,6 +136,14 @@ impl RoutePattern {
     }
 }
 
+impl RoutePattern {
+    /// The path it matches (`/api/*`), without its method: a log line's route.
+    pub fn path_text(&self) -> String {
+        let wildcard = if self.prefix { "*" } else { "" };
+        format!("{}{wildcard}", self.path)
+    }
+}
+
 impl std::fmt::Display for RoutePattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(method) = &self.method {

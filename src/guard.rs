@@ -179,7 +179,7 @@ pub fn ask(
         };
     };
     if trace.route.is_none() {
-        trace.route = Some(rule.pattern.to_string());
+        trace.route = Some(rule.pattern.path_text());
     }
     let auth = rule
         .token
@@ -384,6 +384,45 @@ mod tests {
         assert!(err.contains("<route> = <words>"), "{err}");
         let err = Routes::parse("/api/* = user").expect_err("user without token");
         assert!(err.contains("no token"), "{err}");
+    }
+
+    #[test]
+    fn the_app_takes_only_the_token_the_guard_vouched_for() {
+        let keys = Keys::new(b"test-secret-test-secret-test-secret-0123");
+        let now = 1_900_000_000;
+        let token = keys.sign(&Claims {
+            user_id: 7,
+            email: "a@b.co".into(),
+            token_version: 0,
+            jti: "00112233445566778899aabb".into(),
+            iat: now,
+            exp: now + 3600,
+        });
+        let request = |user: Option<&str>| {
+            let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+            headers.extend(user.map(|u| (USER_HEADER.to_string(), u.to_string())));
+            Request::new("GET".into(), "/api/inventory", headers, Vec::new())
+        };
+        let (claims, _) = vouched(&request(Some("7")), &keys, now).expect("vouched for");
+        assert_eq!(claims.user_id, 7);
+        // Not through the guard, or another user's word: refused.
+        for user in [None, Some("8")] {
+            assert_eq!(
+                vouched(&request(user), &keys, now).map(|_| ()),
+                Err(ApiError::Unauthorized("The request did not pass the guard"))
+            );
+        }
+        // The guard's word does not make a bad token good.
+        let forged = Request::new(
+            "GET".into(),
+            "/api/inventory",
+            vec![
+                ("authorization".into(), "Bearer not-a-token".into()),
+                (USER_HEADER.into(), "7".into()),
+            ],
+            Vec::new(),
+        );
+        assert!(vouched(&forged, &keys, now).is_err());
     }
 
     #[test]

@@ -394,7 +394,7 @@ pub async fn record_schema(
     vouched: Option<i64>,
 ) -> Option<String> {
     let latest = schema::latest(db.dialect());
-    if !db.verified_schema() || !vouched.is_some_and(|v| v < latest) {
+    if !db.verified_schema() || vouched.is_none_or(|v| v >= latest) {
         return None;
     }
     let e = store.note_schema(latest).await.err()?;

@@ -52,10 +52,11 @@ fn the_app_sees_the_verified_identity_and_never_a_forged_one() {
     assert_eq!(r.body["hello"], json!("world"), "{}", r.text);
     assert_eq!(r.body["user"], json!(null), "{}", r.text);
     assert_eq!(r.body["client"], json!("127.0.0.1"), "{}", r.text);
-    // Only the guard's own: the client and the request id it answers with.
+    // Only the guard's own: the client, the request id it answers with, and the schema
+    // version its check read from the store (for an app that keeps its schema there).
     assert_eq!(
         r.body["edgeHeaders"],
-        json!(["x-edge-client", "x-edge-request-id"]),
+        json!(["x-edge-client", "x-edge-request-id", "x-edge-schema"]),
         "{}",
         r.text
     );

@@ -25,6 +25,12 @@ pub fn manifest() -> PathBuf {
     root().join(std::env::var("EDGE_TEST_MANIFEST").unwrap_or_else(|_| "spin.toml".into()))
 }
 
+/// Whether the suite's manifest is a chain (a trigger with `dependencies.middleware`), where
+/// the guard and the API are two components.
+pub fn chained() -> bool {
+    std::fs::read_to_string(manifest()).is_ok_and(|m| m.contains("dependencies.middleware"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
