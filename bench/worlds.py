@@ -174,19 +174,23 @@ def main():
                       f"{med(name, row, 'cpu_us_per_request') + med(name, row, 'redis_cpu_us_per_request'):8.0f} "
                       f"{med(name, row, 'redis_commands_per_request'):9.2f} "
                       f"{med(name, row, 'new_redis_connections_per_request'):9.4f}")
-        print("\nratios: edge / node-seed (req/s; p99), median over rounds [each round]")
         ratios = {}
+
+        def ratio(key, measured, base):
+            """Prints and keeps measured / base, round by round: req/s and p99."""
+            per = [e["rps"] / n["rps"] for e, n in zip(measured, base)]
+            p99 = [e["p99_ms"] / n["p99_ms"] for e, n in zip(measured, base)]
+            ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
+                           "rounds": [round(x, 2) for x in per]}
+            print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+
+        print("\nratios: edge / node-seed (req/s; p99), median over rounds [each round]")
         for edge_name in ("wasi 0.3", "wasi 0.2"):
             for row in ("GET /api/inventory", "GET /api/inventory (SQLite read)", "GET /auth/me",
                         "POST /auth/login (429)"):
                 source = f"{edge_name}, page_cache=off" if "SQLite" in row else edge_name
                 for seed in ("node-seed", "node-seed WORKERS=2"):
-                    per = [e["rps"] / n["rps"] for e, n in zip(results[source][row], results[seed][row])]
-                    p99 = [e["p99_ms"] / n["p99_ms"] for e, n in zip(results[source][row], results[seed][row])]
-                    key = f"{source} / {seed}: {row}"
-                    ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
-                                   "rounds": [round(x, 2) for x in per]}
-                    print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+                    ratio(f"{source} / {seed}: {row}", results[source][row], results[seed][row])
         for edge_name in ("wasi 0.3", "wasi 0.2"):
             source = f"{edge_name}, PostgreSQL, page_cache=off"
             if source not in results:
@@ -196,22 +200,13 @@ def main():
             for seed, against in (("node-seed", None), ("node-seed WORKERS=2", None),
                                   (f"{edge_name}, page_cache=off (SQLite read)", sqlite)):
                 base = against if against is not None else results[seed]["GET /api/inventory (SQLite read)"]
-                per = [e["rps"] / n["rps"] for e, n in zip(results[source][row], base)]
-                p99 = [e["p99_ms"] / n["p99_ms"] for e, n in zip(results[source][row], base)]
-                key = f"{source} / {seed}: {row}"
-                ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
-                               "rounds": [round(x, 2) for x in per]}
-                print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+                ratio(f"{source} / {seed}: {row}", results[source][row], base)
         print("\nthe chain's cost: chain / single component (req/s; p99), median over rounds [each round]")
         for row, single in (("GET /api/inventory (SQLite read)", "wasi 0.3, page_cache=off"),
                             ("GET /api/inventory (SQLite read)", "node-seed WORKERS=2"),
-                            ("GET /auth/me", "wasi 0.3"), ("POST /auth/login (429)", "wasi 0.3")):
-            per = [c["rps"] / n["rps"] for c, n in zip(results[CHAIN][row], results[single][row])]
-            p99 = [c["p99_ms"] / n["p99_ms"] for c, n in zip(results[CHAIN][row], results[single][row])]
-            key = f"{CHAIN} / {single}: {row}"
-            ratios[key] = {"rps": round(median(per), 2), "p99": round(median(p99), 2),
-                           "rounds": [round(x, 2) for x in per]}
-            print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
+                            ("GET /auth/me", "wasi 0.3"), ("GET /auth/me", "node-seed WORKERS=2"),
+                            ("POST /auth/login (429)", "wasi 0.3")):
+            ratio(f"{CHAIN} / {single}: {row}", results[CHAIN][row], results[single][row])
         print("\nRedis per GET /api/inventory (MONITOR, 50 sequential reads): round trips, commands")
         for name, (rt, cmds) in trips.items():
             print(f"  {name:28} {rt:.2f} round trips, {cmds:.2f} commands")

@@ -2,22 +2,23 @@
 //! client, charged the limits and checked the token and its revocation, and it settles the
 //! answer: the login refund, the RateLimit, CORS and security headers, the request's log line.
 //! What is left here is the route's own work, and telling the store the database schema it
-//! verified. Nothing reaches this component except through
-//! the guard: Spin's composition exports its handler to the guard alone.
+//! verified. Nothing reaches this component except through the guard: Spin's composition
+//! exports its handler to the guard alone.
 
 use std::cell::RefCell;
 
+use crate::chain::{REQUEST_ID_HEADER, ROUTE_HEADER, SCHEMA_HEADER, USER_HEADER};
 use crate::config::Config;
+use crate::db::schema;
 use crate::db::Database;
 use crate::error::ApiError;
-use crate::guard;
 use crate::host;
 use crate::http::{Request, Response};
-use crate::pipeline::{self, Ctx};
 use crate::requestlog;
 use crate::routes::{self, Route};
 use crate::store::redis::RedisLink;
-use crate::store::Store;
+use crate::store::{self, Store};
+use crate::token::{self, Claims, Keys};
 
 /// Answers a request the guard admitted; the store is Redis through `link` (logout records
 /// revocations there itself), or the embedded one in `db`.
@@ -28,10 +29,10 @@ pub async fn serve(
     link: &dyn RedisLink,
 ) -> Response {
     let now_ms = host::now_ms();
-    let store = pipeline::store_for(config, db, link, now_ms);
+    let store = store::open(config, db, link, now_ms);
     let errors = RefCell::new(Vec::new());
     let vouched = req
-        .header(guard::SCHEMA_HEADER)
+        .header(SCHEMA_HEADER)
         .and_then(|v| v.parse::<i64>().ok());
     if let Some(version) = vouched {
         db.vouch_schema(version);
@@ -41,7 +42,7 @@ pub async fn serve(
         Ok(route) => answer(*route, req, config, db, &*store, now_ms, &errors).await,
         Err(e) => Err(e.clone()),
     };
-    if let Some(e) = pipeline::record_schema(db, &*store, vouched).await {
+    if let Some(e) = record_schema(db, &*store, vouched).await {
         errors.borrow_mut().push(e);
     }
     let mut resp = result.unwrap_or_else(|e| {
@@ -51,9 +52,9 @@ pub async fn serve(
         e.into_response()
     });
     if let Ok(route) = route {
-        resp.set_header(guard::ROUTE_HEADER, route.pattern());
+        resp.set_header(ROUTE_HEADER, route.pattern());
     }
-    let request_id = req.header(guard::REQUEST_ID_HEADER);
+    let request_id = req.header(REQUEST_ID_HEADER);
     for detail in errors.into_inner() {
         eprintln!("{}", requestlog::event("error", request_id, &detail));
     }
@@ -72,10 +73,10 @@ async fn answer(
     now_ms: i64,
     errors: &RefCell<Vec<String>>,
 ) -> Result<Response, ApiError> {
-    let keys = pipeline::keys(config);
+    let keys = config.keys();
     let (claims, token_digest) = match config.routes.find(&req.method, &req.path) {
         Some(rule) if rule.asks_token() => {
-            let (claims, digest) = guard::vouched(req, &keys, now_ms / 1000)?;
+            let (claims, digest) = vouched(req, &keys, now_ms / 1000)?;
             (Some(claims), Some(digest))
         }
         _ => (None, None),
@@ -92,4 +93,101 @@ async fn answer(
         errors,
     };
     routes::dispatch(route, req, &cx).await
+}
+
+/// The claims of a request the guard in front admitted on a route that asks for a token. The
+/// token is verified again here for its claims (no store call: the guard checked its
+/// revocation), and must be the one the guard vouched for: a request that did not come through
+/// the guard carries no `x-edge-user-id` (the guard removes any a client sends).
+pub fn vouched(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
+    let (claims, digest) = token::authenticate(req, keys, now)?;
+    match req.header(USER_HEADER) {
+        Some(user) if user == claims.user_id.to_string() => Ok((claims, digest)),
+        _ => Err(ApiError::Unauthorized("The request did not pass the guard")),
+    }
+}
+
+/// What the handlers may use.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub keys: &'a Keys,
+    pub db: &'a dyn Database,
+    pub store: &'a dyn Store,
+    pub random: &'a dyn Fn(&mut [u8]),
+    pub now_ms: i64,
+    pub claims: Option<Claims>,
+    pub token_digest: Option<String>,
+    pub errors: &'a RefCell<Vec<String>>,
+}
+
+impl Ctx<'_> {
+    /// A failure that does not decide the answer, logged with the request's id.
+    pub fn note_error(&self, message: String) {
+        self.errors.borrow_mut().push(message);
+    }
+
+    pub fn user(&self) -> Result<&Claims, ApiError> {
+        self.claims
+            .as_ref()
+            .ok_or(ApiError::Unauthorized("No authorization token provided"))
+    }
+}
+
+/// Tells the store the schema this request verified, when the version it vouched for
+/// (`vouched`, read by the request's check) is older; what failed is returned for the log.
+pub async fn record_schema(
+    db: &dyn Database,
+    store: &dyn Store,
+    vouched: Option<i64>,
+) -> Option<String> {
+    let latest = schema::latest(db.dialect());
+    if !db.verified_schema() || vouched.is_none_or(|v| v >= latest) {
+        return None;
+    }
+    let e = store.note_schema(latest).await.err()?;
+    Some(format!("could not record the schema version: {e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_takes_only_the_token_the_guard_vouched_for() {
+        let keys = Keys::new(b"test-secret-test-secret-test-secret-0123");
+        let now = 1_900_000_000;
+        let token = keys.sign(&Claims {
+            user_id: 7,
+            email: "a@b.co".into(),
+            token_version: 0,
+            jti: "00112233445566778899aabb".into(),
+            iat: now,
+            exp: now + 3600,
+        });
+        let request = |user: Option<&str>| {
+            let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+            headers.extend(user.map(|u| (USER_HEADER.to_string(), u.to_string())));
+            Request::new("GET".into(), "/api/inventory", headers, Vec::new())
+        };
+        let (claims, _) = vouched(&request(Some("7")), &keys, now).expect("vouched for");
+        assert_eq!(claims.user_id, 7);
+        // Not through the guard, or another user's word: refused.
+        for user in [None, Some("8")] {
+            assert_eq!(
+                vouched(&request(user), &keys, now).map(|_| ()),
+                Err(ApiError::Unauthorized("The request did not pass the guard"))
+            );
+        }
+        // The guard's word does not make a bad token good.
+        let forged = Request::new(
+            "GET".into(),
+            "/api/inventory",
+            vec![
+                ("authorization".into(), "Bearer not-a-token".into()),
+                (USER_HEADER.into(), "7".into()),
+            ],
+            Vec::new(),
+        );
+        assert!(vouched(&forged, &keys, now).is_err());
+    }
 }

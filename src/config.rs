@@ -5,6 +5,7 @@ use crate::db::Target;
 use crate::guard::{Routes, DEFAULT_ROUTES};
 use crate::identity::Cidr;
 use crate::policy::{parse_duration_ms, Policy};
+use crate::token::Keys;
 
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -460,6 +461,15 @@ impl Config {
                 text => text,
             })?,
         })
+    }
+
+    /// The keys tokens are verified with: the secret, and the one before a rotation.
+    pub fn keys(&self) -> Keys {
+        let keys = Keys::new(self.jwt_secret.expose().as_bytes());
+        match &self.jwt_previous_secret {
+            Some(previous) => keys.accepting_previous(previous.expose().as_bytes()),
+            None => keys,
+        }
     }
 
     /// The policies in force (those not turned `off`).

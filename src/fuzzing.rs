@@ -67,7 +67,7 @@ pub fn body(data: &[u8]) {
         body: data.to_vec(),
     };
     let _ = resources::page(&req);
-    let _ = crate::routes::auth::account_key(&req);
+    let _ = crate::guard::account_key(&req);
     if let Some(body) = json_object(data) {
         for resource in [
             Resource::Inventory,

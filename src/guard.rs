@@ -4,30 +4,19 @@
 //! token's revocation in one store call, then either refuses the request or lets it through
 //! with the identity it verified in request headers of its own.
 
+use crate::answer::{Headers, DEGRADED_HEADER};
+use crate::chain::{CLIENT_HEADER, IDENTITY_PREFIX, USER_HEADER};
 use crate::config::{Config, RoutePattern};
 use crate::cors;
 use crate::error::ApiError;
-use crate::http::{Request, Response};
-use crate::pipeline::{self, Headers};
+use crate::http::{json_object, Request, Response};
+use crate::identity;
+use crate::password;
+use crate::policy::Policy;
+use crate::ratelimit::{self, admits, Quota};
 use crate::requestlog::Trace;
 use crate::store::{CacheProbe, Limit, Outcome, Store, TokenRef};
-use crate::token::{Claims, Keys};
-
-/// Every request header of this prefix is the guard's: any a client sent is removed before the
-/// app sees the request, so the app can trust the ones it finds.
-pub const IDENTITY_PREFIX: &str = "x-edge-";
-/// The verified user (the token's `userId`), set only when the route asked for a token.
-pub const USER_HEADER: &str = "x-edge-user-id";
-/// The client's subject (its address, or its IPv6 subnet) as the limits named it.
-pub const CLIENT_HEADER: &str = "x-edge-client";
-/// The request's id, which the guard's response carries: the app logs under it.
-pub const REQUEST_ID_HEADER: &str = "x-edge-request-id";
-/// The database schema version the store vouches for, as the check read it: the app behind
-/// skips its own check of the schema once some instance verified it.
-pub const SCHEMA_HEADER: &str = "x-edge-schema";
-/// Set by the app on its answer: the route pattern it matched, for the guard's request line
-/// (the guard's own rules are coarser, and it never logs a raw path).
-pub const ROUTE_HEADER: &str = "x-edge-route";
+use crate::token::{self, Claims, Keys};
 
 /// AlcheMix's routes: logins and signups count per address (and logins per account too),
 /// every authenticated route counts per user, and everything under `/api/` per address too.
@@ -168,7 +157,7 @@ pub fn ask(
     now_ms: i64,
     trace: &mut Trace,
 ) -> Asked {
-    let client = pipeline::client_subject(req, config);
+    let client = identity::client_subject(req, config);
     trace.client = Some(client.clone());
     let Some(rule) = rule else {
         return Asked {
@@ -183,14 +172,14 @@ pub fn ask(
     }
     let auth = rule
         .token
-        .then(|| pipeline::authenticate(req, keys, now_ms / 1000));
+        .then(|| token::authenticate(req, keys, now_ms / 1000));
     let mut limits = Vec::new();
     if rule.auth {
-        pipeline::push(&mut limits, &config.auth_limit, &client);
+        push(&mut limits, &config.auth_limit, &client);
     }
     if rule.login {
-        if let Some(account) = crate::routes::auth::account_key(req) {
-            pipeline::push(
+        if let Some(account) = account_key(req) {
+            push(
                 &mut limits,
                 &config.login_limit,
                 &format!("{client}:{account}"),
@@ -198,10 +187,10 @@ pub fn ask(
         }
     }
     if rule.api {
-        pipeline::push(&mut limits, &config.api_limit, &client);
+        push(&mut limits, &config.api_limit, &client);
     }
     if let (true, Some(Ok((claims, _)))) = (rule.user, &auth) {
-        pipeline::push(
+        push(
             &mut limits,
             &config.user_limit,
             &format!("u{}", claims.user_id),
@@ -251,22 +240,22 @@ pub async fn admit(
             Ok(o) => outcome = Some(o),
             Err(e) if config.fails_open(&req.method, &req.path) => {
                 errors.push(format!("store unavailable, serving open: {e:?}"));
-                headers.push((pipeline::DEGRADED_HEADER.into(), "store-unavailable".into()));
+                headers.push((DEGRADED_HEADER.into(), "store-unavailable".into()));
             }
-            Err(e) => return Err((pipeline::store_error(e), headers)),
+            Err(e) => return Err((ApiError::from(e), headers)),
         }
     }
     if let Some(o) = &outcome {
-        headers.extend(pipeline::limit_headers(&limits, o));
+        headers.extend(limit_headers(&limits, o));
         if !o.admitted {
-            return Err((pipeline::too_many(&limits, o), headers));
+            return Err((too_many(&limits, o), headers));
         }
     }
     let mut identity = vec![(CLIENT_HEADER.to_string(), client)];
     let (claims, token_digest) = match auth {
         Some(Ok((claims, digest))) => {
             if let Some(o) = &outcome {
-                if let Err(e) = pipeline::token_standing(&claims, o) {
+                if let Err(e) = token_standing(&claims, o) {
                     return Err((e, headers));
                 }
             }
@@ -285,18 +274,6 @@ pub async fn admit(
         token_digest,
         identity,
     })
-}
-
-/// The claims of a request the guard in front admitted on a route that asks for a token. The
-/// token is verified again here for its claims (no store call: the guard checked its
-/// revocation), and must be the one the guard vouched for: a request that did not come through
-/// the guard carries no `x-edge-user-id` (the guard removes any a client sends).
-pub fn vouched(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
-    let (claims, digest) = pipeline::authenticate(req, keys, now)?;
-    match req.header(USER_HEADER) {
-        Some(user) if user == claims.user_id.to_string() => Ok((claims, digest)),
-        _ => Err(ApiError::Unauthorized("The request did not pass the guard")),
-    }
 }
 
 /// The headers the app receives: the client's, less every one the guard owns, plus the
@@ -335,13 +312,128 @@ pub async fn refund(
     errors: &mut Vec<String>,
 ) {
     if let (true, true, Some(o)) = (succeeded, admitted.refunds_success, &admitted.outcome) {
-        errors.extend(pipeline::refund_login(&admitted.limits, o, store).await);
+        errors.extend(refund_login(&admitted.limits, o, store).await);
     }
 }
 
 /// The answer to a preflight: the guard's alone, nothing behind it is asked.
 pub fn preflight(req: &Request, config: &Config) -> Response {
     cors::preflight(req.header("origin"), &config.cors_origins)
+}
+
+/// The account a login names, as a digest (keys never hold an email address).
+pub fn account_key(req: &Request) -> Option<String> {
+    let body = json_object(&req.body)?;
+    let email = password::normalize_email(body.get("email")?.as_str()?)?;
+    Some(crate::token::digest(&email)[..32].to_string())
+}
+
+/// A verified token's standing in the store: revoked, or below its user's version floor.
+pub fn token_standing(claims: &Claims, o: &Outcome) -> Result<(), ApiError> {
+    if o.revoked {
+        return Err(ApiError::Unauthorized(
+            "Token has been revoked. Please login again.",
+        ));
+    }
+    if claims.token_version < o.min_version {
+        return Err(ApiError::Unauthorized(
+            "Token has been invalidated. Please login again.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn push(limits: &mut Vec<Limit>, policy: &Option<Policy>, subject: &str) {
+    if let Some(policy) = policy {
+        limits.push(Limit {
+            policy: policy.clone(),
+            subject: subject.to_string(),
+            cost: 1,
+        });
+    }
+}
+
+/// A successful login or signup gives back its own per-IP unit (only failures stay counted,
+/// and earlier failures from the address still count), and clears the account's failures.
+/// Returns what failed, for the log: the answer stands either way.
+pub async fn refund_login(limits: &[Limit], o: &Outcome, store: &dyn Store) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (limit, window) in limits.iter().zip(&o.windows) {
+        let result = match limit.policy.name {
+            "auth" => store.refund(limit, window.slot).await,
+            "login" => store.reset(limit, window.slot).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            failures.push(format!("settling a successful login failed: {e:?}"));
+        }
+    }
+    failures
+}
+
+fn quotas<'a>(limits: &'a [Limit], o: &Outcome) -> Vec<(&'a Policy, Quota)> {
+    limits
+        .iter()
+        .zip(&o.windows)
+        .map(|(l, w)| (&l.policy, ratelimit::quota(&l.policy, w, o.admitted)))
+        .collect()
+}
+
+pub fn limit_headers(limits: &[Limit], o: &Outcome) -> Headers {
+    let items = quotas(limits, o);
+    let Some((tightest, q)) = items.iter().min_by_key(|(_, q)| q.remaining) else {
+        return Headers::new();
+    };
+    let policies: Vec<&Policy> = items.iter().map(|(p, _)| *p).collect();
+    let reset_at = o.now_ms / 1000 + q.reset_secs as i64;
+    vec![
+        (
+            "ratelimit-policy".into(),
+            ratelimit::policy_header(&policies),
+        ),
+        ("ratelimit".into(), ratelimit::ratelimit_header(&items)),
+        ("x-ratelimit-limit".into(), tightest.limit.to_string()),
+        ("x-ratelimit-remaining".into(), q.remaining.to_string()),
+        ("x-ratelimit-reset".into(), reset_at.to_string()),
+    ]
+}
+
+pub fn too_many(limits: &[Limit], o: &Outcome) -> ApiError {
+    let denied: Vec<(&Policy, Quota)> = limits
+        .iter()
+        .zip(&o.windows)
+        .filter(|(l, w)| {
+            !admits(
+                l.policy.limit,
+                l.policy.window_ms,
+                w.prev,
+                w.curr,
+                w.elapsed_ms,
+                l.cost,
+            )
+        })
+        .map(|(l, w)| (&l.policy, ratelimit::quota(&l.policy, w, false)))
+        .collect();
+    // The policy a client waits longest for is the one it is told about.
+    let Some((policy, quota)) = denied.iter().max_by_key(|(_, q)| q.reset_secs) else {
+        return ApiError::Internal("a refusal without a refusing policy".into());
+    };
+    let retry_after = quota.reset_secs;
+    let message = if denied.iter().any(|(p, _)| p.name == "auth") {
+        format!(
+            "Too many authentication attempts. Please try again in {} minute(s).",
+            retry_after.div_ceil(60)
+        )
+    } else {
+        format!("Rate limit exceeded. Try again in {retry_after} second(s).")
+    };
+    ApiError::TooManyRequests {
+        message,
+        retry_after,
+        policy: policy.name,
+        limit: policy.limit,
+        window_secs: policy.window_secs(),
+    }
 }
 
 #[cfg(test)]
@@ -384,45 +476,6 @@ mod tests {
         assert!(err.contains("<route> = <words>"), "{err}");
         let err = Routes::parse("/api/* = user").expect_err("user without token");
         assert!(err.contains("no token"), "{err}");
-    }
-
-    #[test]
-    fn the_app_takes_only_the_token_the_guard_vouched_for() {
-        let keys = Keys::new(b"test-secret-test-secret-test-secret-0123");
-        let now = 1_900_000_000;
-        let token = keys.sign(&Claims {
-            user_id: 7,
-            email: "a@b.co".into(),
-            token_version: 0,
-            jti: "00112233445566778899aabb".into(),
-            iat: now,
-            exp: now + 3600,
-        });
-        let request = |user: Option<&str>| {
-            let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
-            headers.extend(user.map(|u| (USER_HEADER.to_string(), u.to_string())));
-            Request::new("GET".into(), "/api/inventory", headers, Vec::new())
-        };
-        let (claims, _) = vouched(&request(Some("7")), &keys, now).expect("vouched for");
-        assert_eq!(claims.user_id, 7);
-        // Not through the guard, or another user's word: refused.
-        for user in [None, Some("8")] {
-            assert_eq!(
-                vouched(&request(user), &keys, now).map(|_| ()),
-                Err(ApiError::Unauthorized("The request did not pass the guard"))
-            );
-        }
-        // The guard's word does not make a bad token good.
-        let forged = Request::new(
-            "GET".into(),
-            "/api/inventory",
-            vec![
-                ("authorization".into(), "Bearer not-a-token".into()),
-                (USER_HEADER.into(), "7".into()),
-            ],
-            Vec::new(),
-        );
-        assert!(vouched(&forged, &keys, now).is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::config::Config;
+use crate::http::Request;
+
 /// An address block such as `10.0.0.0/8` or `fd00::/8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -107,6 +110,20 @@ pub fn subject(ip: IpAddr, ipv6_prefix: u8) -> String {
             };
             format!("{}/{}", Ipv6Addr::from(masked), prefix)
         }
+    }
+}
+
+/// The client a request comes from as the limits name it: its address (past the trusted
+/// proxies), IPv6 grouped by the configured subnet.
+pub fn client_subject(req: &Request, config: &Config) -> String {
+    let peer = req.header("spin-client-addr").and_then(parse_peer);
+    match peer {
+        Some(peer) => {
+            let ip = client_ip(peer, req.header("x-forwarded-for"), &config.trusted_proxies);
+            subject(ip, config.ipv6_subnet)
+        }
+        // Spin always sets the header; without it every such client shares one budget.
+        None => "unknown".into(),
     }
 }
 

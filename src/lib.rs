@@ -3,7 +3,9 @@
 //! Everything except `component` (Spin's HTTP entry point), `store::redis` and `db::spin`
 //! is plain Rust that knows nothing of Spin, and is tested natively.
 
+pub mod answer;
 pub mod api;
+pub mod chain;
 pub mod config;
 pub mod cors;
 pub mod db;

@@ -12,6 +12,9 @@ use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
 use jsonwebtoken::signature::{Error as SignatureError, Signer, Verifier};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::http::Request;
 use sha2::{Digest, Sha256};
 
 /// Tokens longer than this are refused unread: no real token comes near it.
@@ -183,6 +186,19 @@ pub fn hex(bytes: &[u8]) -> String {
         out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
+}
+
+/// The bearer token of a request, verified: its claims and its digest (the only form in which
+/// a token is ever stored or compared).
+pub fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
+    let token = bearer(req.header("authorization")).map_err(|e| match e {
+        TokenError::Missing => ApiError::Unauthorized("No authorization token provided"),
+        TokenError::Invalid => ApiError::Unauthorized("Invalid or expired token"),
+    })?;
+    let claims = keys
+        .verify(token, now)
+        .map_err(|_| ApiError::Unauthorized("Invalid or expired token"))?;
+    Ok((claims, digest(token)))
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value as Json};
 
+use crate::api::Ctx;
 use crate::db::Value;
 use crate::error::ApiError;
 use crate::http::{json_object, Request, Response};
 use crate::password;
-use crate::pipeline::Ctx;
 use crate::token::{hex, Claims};
 
 const INVALID_LOGIN: &str = "Invalid email or password";
@@ -21,13 +21,6 @@ fn credentials(req: &Request) -> Result<(String, String), ApiError> {
         (Some(email), Some(password)) => Ok((email, password)),
         _ => Err(ApiError::bad_request("Email and password are required")),
     }
-}
-
-/// The account a login names, as a digest (keys never hold an email address).
-pub fn account_key(req: &Request) -> Option<String> {
-    let body = json_object(&req.body)?;
-    let email = password::normalize_email(body.get("email")?.as_str()?)?;
-    Some(crate::token::digest(&email)[..32].to_string())
 }
 
 fn user_json(row: &[Value]) -> Json {
@@ -160,10 +153,7 @@ pub async fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             ],
         )
         .map_err(ApiError::from)?;
-    cx.store
-        .revoke(digest, user.exp)
-        .await
-        .map_err(crate::pipeline::store_error)?;
+    cx.store.revoke(digest, user.exp).await?;
     Ok(Response::message("Logged out successfully"))
 }
 
@@ -180,7 +170,6 @@ pub async fn logout_all(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     cx.store
         .raise_min_version(user.user_id, version, cx.config.token_ttl_secs + 60)
-        .await
-        .map_err(crate::pipeline::store_error)?;
+        .await?;
     Ok(Response::message("Logged out of all sessions"))
 }

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
+use crate::api::Ctx;
 use crate::http::Response;
-use crate::pipeline::Ctx;
 use crate::time::iso8601;
 
 pub async fn health(cx: &Ctx<'_>) -> Response {

@@ -3,10 +3,10 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::api::Ctx;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::metrics;
-use crate::pipeline::{store_error, Ctx};
 use crate::token;
 
 pub async fn metrics(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -17,7 +17,7 @@ pub async fn metrics(req: &Request, cx: &Ctx<'_>) -> Result<Response, ApiError> 
     if !bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
         return Err(ApiError::Unauthorized("A valid metrics token is required"));
     }
-    let totals = cx.store.metrics().await.map_err(store_error)?;
+    let totals = cx.store.metrics().await.map_err(ApiError::from)?;
     let mut resp = Response {
         status: 200,
         headers: Vec::new(),

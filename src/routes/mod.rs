@@ -6,9 +6,9 @@ pub mod import;
 pub mod metrics;
 pub mod resources;
 
+use crate::api::Ctx;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::pipeline::Ctx;
 use resources::{Action, Resource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

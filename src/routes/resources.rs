@@ -6,10 +6,10 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
+use crate::api::Ctx;
 use crate::db::{Database, DbError, Value};
 use crate::error::ApiError;
 use crate::http::{json_object, Request, Response};
-use crate::pipeline::Ctx;
 use crate::routes::import;
 use crate::validate::{check_body, Field, Kind};
 

@@ -6,10 +6,14 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+use crate::config::Config;
 use crate::db::{Database, DbError, Value};
+use crate::error::ApiError;
 use crate::metrics::Totals;
 use crate::policy::Policy;
 use crate::ratelimit::WindowState;
+use redis::{RedisLink, RedisStore};
+use sqlite::SqliteStore;
 
 /// One policy applied to one subject (an address or a user) at a cost.
 #[derive(Debug, Clone)]
@@ -81,6 +85,35 @@ pub enum StoreError {
     Unavailable(String),
     /// The store can never work as configured (e.g. address not allowed by the manifest).
     Misconfigured(String),
+}
+
+impl From<StoreError> for ApiError {
+    /// A store that fails is a 503 to retry; its detail is logged, never sent.
+    fn from(e: StoreError) -> Self {
+        let detail = match e {
+            StoreError::Unavailable(detail) => format!("store unavailable: {detail}"),
+            StoreError::Misconfigured(detail) => format!("store misconfigured: {detail}"),
+        };
+        ApiError::Unavailable {
+            message: "Service temporarily unavailable, please retry",
+            retry_after: crate::error::RETRY_SECS,
+            detail,
+        }
+    }
+}
+
+/// The store the configuration names: Redis through `link`, or the embedded one in `db`.
+pub fn open<'a>(
+    config: &Config,
+    db: &'a dyn Database,
+    link: &'a dyn RedisLink,
+    now_ms: i64,
+) -> Box<dyn Store + 'a> {
+    if config.redis_address.is_empty() {
+        Box::new(SqliteStore::new(db, now_ms))
+    } else {
+        Box::new(RedisStore::new(link, db, config.token_ttl_secs + 60))
+    }
 }
 
 #[async_trait(?Send)]

@@ -48,7 +48,7 @@ pub struct Instance {
 impl Instance {
     /// The instance's own, the configuration read and checked by its first request; `Err`
     /// names the problem while it does not load.
-    pub async fn get() -> Result<Self, String> {
+    async fn get() -> Result<Self, String> {
         let config = config().await?;
         let db = DB.with(|db| {
             db.borrow_mut()
@@ -72,14 +72,18 @@ impl Instance {
 }
 
 /// A component's whole answer to Spin: the request read (within the size limit), served by
-/// `serve`, the response handed back; a request that cannot be read is answered here.
+/// `serve` with the instance's own, the response handed back. A request that cannot be read,
+/// or that comes while the configuration does not load, is answered here.
 pub async fn answer(
     req: spin_sdk::http::Request,
-    serve: impl AsyncFnOnce(&Request) -> Response,
+    serve: impl AsyncFnOnce(&Request, &Instance) -> Response,
 ) -> types::Response {
     let resp = match read(req).await {
-        Ok(req) => serve(&req).await,
-        Err(e) => alchemix_edge::pipeline::unreadable(e),
+        Ok(req) => match Instance::get().await {
+            Ok(instance) => serve(&req, &instance).await,
+            Err(problem) => alchemix_edge::answer::misconfigured(&req, &problem),
+        },
+        Err(e) => alchemix_edge::answer::unreadable(e),
     };
     respond(resp)
 }

@@ -6,7 +6,6 @@
 
 use alchemix_edge::api;
 use alchemix_edge::http::{Request, Response};
-use alchemix_edge::pipeline;
 use alchemix_edge_adapter_wasip3::{answer, Instance};
 use spin_sdk::http_service;
 use spin_sdk::wasip3::http::types;
@@ -16,12 +15,6 @@ async fn handle(req: spin_sdk::http::Request) -> types::Response {
     answer(req, serve).await
 }
 
-async fn serve(req: &Request) -> Response {
-    match Instance::get().await {
-        Ok(instance) => {
-            let link = instance.link();
-            api::serve(req, &instance.config, &*instance.db, &link).await
-        }
-        Err(problem) => pipeline::misconfigured(req, &problem),
-    }
+async fn serve(req: &Request, instance: &Instance) -> Response {
+    api::serve(req, &instance.config, &*instance.db, &instance.link()).await
 }

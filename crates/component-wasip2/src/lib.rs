@@ -18,6 +18,7 @@ use spin_sdk::redis;
 use spin_sdk::sqlite::{Connection, Error as SqliteError, Value as SqlValue};
 use spin_sdk::wit::wasi::http0_2_0::types::{HeaderError, OutgoingBody, ResponseOutparam};
 
+use alchemix_edge::answer;
 use alchemix_edge::config::{settings_lookup, Config};
 use alchemix_edge::db::lazy::{Driver, LazyDb};
 use alchemix_edge::db::{postgres, DbError, DbErrorKind, Rows, Target, Value};
@@ -35,9 +36,9 @@ async fn handle(req: IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
                 let db = SpinDb::new(config.database.clone());
                 pipeline::serve(&req, &config, &db, &link).await
             }
-            Err(problem) => pipeline::misconfigured(&req, &problem),
+            Err(problem) => answer::misconfigured(&req, &problem),
         },
-        Err(e) => pipeline::unreadable(e),
+        Err(e) => answer::unreadable(e),
     };
     send(out, resp);
 }

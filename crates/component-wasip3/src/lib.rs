@@ -15,12 +15,6 @@ async fn handle(req: spin_sdk::http::Request) -> types::Response {
     answer(req, serve).await
 }
 
-async fn serve(req: &Request) -> Response {
-    match Instance::get().await {
-        Ok(instance) => {
-            let link = instance.link();
-            pipeline::serve(req, &instance.config, &*instance.db, &link).await
-        }
-        Err(problem) => pipeline::misconfigured(req, &problem),
-    }
+async fn serve(req: &Request, instance: &Instance) -> Response {
+    pipeline::serve(req, &instance.config, &*instance.db, &instance.link()).await
 }

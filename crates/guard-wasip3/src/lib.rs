@@ -12,13 +12,14 @@
 
 #![cfg(target_arch = "wasm32")]
 
+use alchemix_edge::answer::{self, Headers};
+use alchemix_edge::chain::{REQUEST_ID_HEADER, ROUTE_HEADER, SCHEMA_HEADER};
 use alchemix_edge::error::ApiError;
 use alchemix_edge::guard::{self, Admitted};
 use alchemix_edge::host;
 use alchemix_edge::http::{header_entry, Request, Response};
-use alchemix_edge::pipeline::{self, Headers};
 use alchemix_edge::requestlog::{Decision, Trace};
-use alchemix_edge::store::{CacheProbe, Store};
+use alchemix_edge::store::{self, CacheProbe, Store};
 use alchemix_edge_adapter_wasip3::{answer, Instance};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -30,24 +31,20 @@ async fn handle(req: spin_sdk::http::Request) -> types::Response {
     answer(req, serve).await
 }
 
-async fn serve(req: &Request) -> Response {
+async fn serve(req: &Request, instance: &Instance) -> Response {
     let started_ms = host::now_ms();
-    let instance = match Instance::get().await {
-        Ok(instance) => instance,
-        Err(problem) => return pipeline::misconfigured(req, &problem),
-    };
     let config = &*instance.config;
     let link = instance.link();
-    let store = pipeline::store_for(config, &*instance.db, &link, started_ms);
+    let store = store::open(config, &*instance.db, &link, started_ms);
     let mut trace = Trace::default();
     let mut errors = Vec::new();
-    let request_id = pipeline::new_request_id(&host::random);
+    let request_id = answer::new_request_id(&host::random);
     let (mut resp, decision) = if req.method == "OPTIONS" {
         trace.route = Some("preflight".into());
         (guard::preflight(req, config), Decision::Allowed)
     } else {
         let rule = config.routes.find(&req.method, &req.path);
-        let keys = pipeline::keys(config);
+        let keys = config.keys();
         let asked = guard::ask(req, config, &keys, rule, started_ms, &mut trace);
         let admitted =
             guard::admit(asked, req, config, &*store, CacheProbe::None, &mut errors).await;
@@ -58,10 +55,10 @@ async fn serve(req: &Request) -> Response {
             }
             Err(refusal) => Err(refusal),
         };
-        pipeline::decided(result, |detail| errors.push(detail))
+        answer::decided(result, |detail| errors.push(detail))
     };
-    pipeline::finish(&mut resp, Some(req), &config.cors_origins, request_id);
-    pipeline::log(req, &resp, config, decision, trace, &errors, started_ms);
+    answer::finish(&mut resp, Some(req), &config.cors_origins, request_id);
+    answer::log(req, &resp, config, decision, trace, &errors, started_ms);
     resp
 }
 
@@ -78,7 +75,7 @@ async fn settle(
         let e = ApiError::BadGateway(format!("the app behind the guard failed: {problem}"));
         (e, admitted.response_headers.clone())
     })?;
-    if let Some(route) = resp.header(guard::ROUTE_HEADER) {
+    if let Some(route) = resp.header(ROUTE_HEADER) {
         trace.route = Some(route.to_string());
     }
     guard::settle(admitted, &mut resp, store, errors).await;
@@ -98,9 +95,9 @@ async fn next(req: &Request, admitted: &Admitted, request_id: &str) -> Result<Re
     for (name, value) in forwarded {
         builder = builder.header(name, value);
     }
-    builder = builder.header(guard::REQUEST_ID_HEADER, request_id);
+    builder = builder.header(REQUEST_ID_HEADER, request_id);
     if let Some(o) = &admitted.outcome {
-        builder = builder.header(guard::SCHEMA_HEADER, o.schema_version);
+        builder = builder.header(SCHEMA_HEADER, o.schema_version);
     }
     let request = builder
         .body(Full::new(Bytes::from(req.body.clone())))
