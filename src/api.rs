@@ -156,14 +156,7 @@ mod tests {
     fn the_app_takes_only_the_token_the_guard_vouched_for() {
         let keys = Keys::new(b"test-secret-test-secret-test-secret-0123");
         let now = 1_900_000_000;
-        let token = keys.sign(&Claims {
-            user_id: 7,
-            email: "a@b.co".into(),
-            token_version: 0,
-            jti: "00112233445566778899aabb".into(),
-            iat: now,
-            exp: now + 3600,
-        });
+        let token = keys.sign(&token::tests::claims(now));
         let request = |user: Option<&str>| {
             let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
             headers.extend(user.map(|u| (USER_HEADER.to_string(), u.to_string())));

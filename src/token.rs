@@ -202,12 +202,13 @@ pub fn authenticate(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    fn claims(now: i64) -> Claims {
+    /// User 7's claims, issued at `now`, for an hour.
+    pub(crate) fn claims(now: i64) -> Claims {
         Claims {
             user_id: 7,
             email: "a@b.co".into(),
