@@ -38,9 +38,10 @@ pub async fn serve(
         db.vouch_schema(version);
     }
     let route = routes::resolve(&req.method, &req.path);
-    let result = match &route {
-        Ok(route) => answer(*route, req, config, db, &*store, now_ms, &errors).await,
-        Err(e) => Err(e.clone()),
+    let pattern = route.as_ref().ok().map(|r| r.pattern());
+    let result = match route {
+        Ok(route) => answer(route, req, config, db, &*store, now_ms, &errors).await,
+        Err(e) => Err(e),
     };
     if let Some(e) = record_schema(db, &*store, vouched).await {
         errors.borrow_mut().push(e);
@@ -51,8 +52,8 @@ pub async fn serve(
         }
         e.into_response()
     });
-    if let Ok(route) = route {
-        resp.set_header(ROUTE_HEADER, route.pattern());
+    if let Some(pattern) = pattern {
+        resp.set_header(ROUTE_HEADER, pattern);
     }
     let request_id = req.header(REQUEST_ID_HEADER);
     for detail in errors.into_inner() {

@@ -150,11 +150,7 @@ impl std::fmt::Display for RoutePattern {
         if let Some(method) = &self.method {
             write!(f, "{method} ")?;
         }
-        f.write_str(&self.path)?;
-        if self.prefix {
-            f.write_str("*")?;
-        }
-        Ok(())
+        f.write_str(&self.path_text())
     }
 }
 
