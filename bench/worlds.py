@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Both builds of the edge on edge-host beside the seed's design, in one run on this machine:
-the WASI 0.3 component (spin.toml, instances reused as Spin 4.1 reuses them), the same build
-as a chain (examples/alchemix-chain: edge-guard as middleware in front of alchemix-api) and the
-WASI 0.2 component (spin-wasip2.toml, a fresh instance per request), against node-seed as one
-process and as WORKERS=2 (one process per core).
+the WASI 0.3 chain (spin.toml: edge-guard as middleware in front of alchemix-api, instances
+reused as Spin 4.1 reuses them), the same code as one WASI 0.3 component
+(examples/single-component, to show what the hop costs) and the WASI 0.2 component
+(spin-wasip2.toml, a fresh instance per request), against node-seed as one process and as
+WORKERS=2 (one process per core).
 
 For each server and endpoint at BENCH_CONNECTIONS (16 by default): req/s, p50 and p99, CPU per
 request (the server's process tree and its Redis), Redis commands and new Redis connections per
@@ -29,7 +30,9 @@ from run import SECRET, Redis, cpu_seconds, lua, median, run, wait_http, wrk  # 
 from run import node_seed as run_node_seed  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-CHAIN = "wasi 0.3 chain, guard -> api"
+CHAIN = "wasi 0.3 chain"
+SINGLE = "wasi 0.3 one component"
+SINGLE_MANIFEST = "examples/single-component/spin.toml"
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 BAD_LOGIN = {"email": "bench@example.com", "password": "wrong-password"}
 
@@ -116,14 +119,16 @@ def main():
     build_release()
     tmp = tempfile.mkdtemp(prefix="edge-worlds-")
     try:
+        off = {"SPIN_VARIABLE_PAGE_CACHE": "off"}
         servers = {
-            "wasi 0.3": edge(tmp, "p3", "spin.toml", {}),
-            "wasi 0.3, page_cache=off": edge(tmp, "p3-off", "spin.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
-            CHAIN: edge(tmp, "chain", "examples/alchemix-chain/spin.toml", {}),
+            CHAIN: edge(tmp, "chain", "spin.toml", {}),
+            f"{CHAIN}, page_cache=off": edge(tmp, "chain-off", "spin.toml", off),
+            SINGLE: edge(tmp, "p3", SINGLE_MANIFEST, {}),
+            f"{SINGLE}, page_cache=off": edge(tmp, "p3-off", SINGLE_MANIFEST, off),
             "wasi 0.2": edge(tmp, "p2", "spin-wasip2.toml", {}),
-            "wasi 0.2, page_cache=off": edge(tmp, "p2-off", "spin-wasip2.toml", {"SPIN_VARIABLE_PAGE_CACHE": "off"}),
+            "wasi 0.2, page_cache=off": edge(tmp, "p2-off", "spin-wasip2.toml", off),
             **({
-                "wasi 0.3, PostgreSQL, page_cache=off": edge(tmp, "p3-pg", "spin.toml", postgres_env("p3-pg")),
+                f"{CHAIN}, PostgreSQL, page_cache=off": edge(tmp, "chain-pg", "spin.toml", postgres_env("chain-pg")),
                 "wasi 0.2, PostgreSQL, page_cache=off": edge(tmp, "p2-pg", "spin-wasip2.toml", postgres_env("p2-pg")),
             } if os.environ.get("EDGE_TEST_POSTGRES") else {}),
             "node-seed": node_seed(tmp, 1),
@@ -141,9 +146,7 @@ def main():
             if "page_cache=off" in name:
                 plan[name] = [("GET /api/inventory (SQLite read)", *inventory[1:])]
                 continue
-            # The chain has no page cache: its inventory read is a SQLite read.
-            first = ("GET /api/inventory (SQLite read)", *inventory[1:]) if name == CHAIN else inventory
-            rows = [first,
+            rows = [inventory,
                     ("GET /auth/me", "/auth/me", lua(tmp, f"{tag}-me", token=s["token"])),
                     ("POST /auth/login (429)", "/auth/login", lua(tmp, f"{tag}-429", "POST", BAD_LOGIN))]
             if name.startswith("node"):
@@ -185,13 +188,13 @@ def main():
             print(f"  {key:80} {median(per):5.2f}x  p99 {median(p99):4.2f}  {[round(x, 2) for x in per]}")
 
         print("\nratios: edge / node-seed (req/s; p99), median over rounds [each round]")
-        for edge_name in ("wasi 0.3", "wasi 0.2"):
+        for edge_name in (CHAIN, SINGLE, "wasi 0.2"):
             for row in ("GET /api/inventory", "GET /api/inventory (SQLite read)", "GET /auth/me",
                         "POST /auth/login (429)"):
                 source = f"{edge_name}, page_cache=off" if "SQLite" in row else edge_name
                 for seed in ("node-seed", "node-seed WORKERS=2"):
                     ratio(f"{source} / {seed}: {row}", results[source][row], results[seed][row])
-        for edge_name in ("wasi 0.3", "wasi 0.2"):
+        for edge_name in (CHAIN, "wasi 0.2"):
             source = f"{edge_name}, PostgreSQL, page_cache=off"
             if source not in results:
                 continue
@@ -202,11 +205,10 @@ def main():
                 base = against if against is not None else results[seed]["GET /api/inventory (SQLite read)"]
                 ratio(f"{source} / {seed}: {row}", results[source][row], base)
         print("\nthe chain's cost: chain / single component (req/s; p99), median over rounds [each round]")
-        for row, single in (("GET /api/inventory (SQLite read)", "wasi 0.3, page_cache=off"),
-                            ("GET /api/inventory (SQLite read)", "node-seed WORKERS=2"),
-                            ("GET /auth/me", "wasi 0.3"), ("GET /auth/me", "node-seed WORKERS=2"),
-                            ("POST /auth/login (429)", "wasi 0.3")):
-            ratio(f"{CHAIN} / {single}: {row}", results[CHAIN][row], results[single][row])
+        for row, off_row in (("GET /api/inventory (SQLite read)", True), ("GET /api/inventory", False),
+                             ("GET /auth/me", False), ("POST /auth/login (429)", False)):
+            chain, single = (f"{n}, page_cache=off" if off_row else n for n in (CHAIN, SINGLE))
+            ratio(f"{chain} / {single}: {row}", results[chain][row], results[single][row])
         print("\nRedis per GET /api/inventory (MONITOR, 50 sequential reads): round trips, commands")
         for name, (rt, cmds) in trips.items():
             print(f"  {name:28} {rt:.2f} round trips, {cmds:.2f} commands")

@@ -93,6 +93,9 @@ pub fn decided(
 /// Marks a response served without limits or revocation checks while the store was down.
 pub const DEGRADED_HEADER: &str = "x-edge-degraded";
 
+/// Says whether a list page came from the page cache (`hit`) or the app (`miss`).
+pub const CACHE_HEADER: &str = "x-edge-cache";
+
 /// What every response carries, including those refused before the pipeline runs.
 pub fn finish(
     resp: &mut Response,

@@ -7,7 +7,9 @@
 
 use std::cell::RefCell;
 
-use crate::chain::{REQUEST_ID_HEADER, ROUTE_HEADER, SCHEMA_HEADER, USER_HEADER};
+use crate::chain::{
+    DATA_VERSION_HEADER, REQUEST_ID_HEADER, ROUTE_HEADER, SCHEMA_HEADER, USER_HEADER,
+};
 use crate::config::Config;
 use crate::db::schema;
 use crate::db::Database;
@@ -15,13 +17,15 @@ use crate::error::ApiError;
 use crate::host;
 use crate::http::{Request, Response};
 use crate::requestlog;
+use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
 use crate::store::redis::RedisLink;
-use crate::store::{self, Store};
+use crate::store::{self, page_key, PageAt, Store, MAX_PAGE_BYTES};
 use crate::token::{self, Claims, Keys};
 
 /// Answers a request the guard admitted; the store is Redis through `link` (logout records
-/// revocations there itself), or the embedded one in `db`.
+/// revocations there itself, a write retires the user's cached pages), or the embedded one in
+/// `db`.
 pub async fn serve(
     req: &Request,
     config: &Config,
@@ -82,6 +86,7 @@ async fn answer(
         }
         _ => (None, None),
     };
+    let user = claims.as_ref().map(|c| c.user_id);
     let cx = Ctx {
         config,
         keys: &keys,
@@ -93,7 +98,62 @@ async fn answer(
         token_digest,
         errors,
     };
-    routes::dispatch(route, req, &cx).await
+    let result = routes::dispatch(route, req, &cx).await;
+    if let (Route::Api(resource, action), Some(user)) = (route, user) {
+        let written = result.as_ref().is_ok_and(Response::is_success);
+        let since = req
+            .header(DATA_VERSION_HEADER)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|_| written);
+        let failed = data_written(config, db, store, user, resource, action, since).await;
+        errors.borrow_mut().extend(failed);
+    }
+    result
+}
+
+/// After a request that may have written `resource` (whatever it answered: a refused write
+/// may still have changed rows), moves the user's data version on so no page cached before it
+/// is served again, and hands the cache the list's first page, read back on the write's own
+/// connection, so the read that usually follows a write needs no database. `since`: the data
+/// version the guard's check read, when the write succeeded. What failed is returned for the
+/// log; the answer stands either way.
+pub async fn data_written(
+    config: &Config,
+    db: &dyn Database,
+    store: &dyn Store,
+    user: i64,
+    resource: Resource,
+    action: Action,
+    since: Option<i64>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    let Some(ttl_ms) = config.page_cache_ms.filter(|_| action != Action::List) else {
+        return failed;
+    };
+    let read_back = since.and_then(|_| match resources::first_page(resource, db, user) {
+        Ok(Some((name, body))) if body.len() <= MAX_PAGE_BYTES => {
+            Some((page_key(user, &name), body))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            failed.push(format!("could not read back a written page: {e:?}"));
+            None
+        }
+    });
+    let page = since
+        .zip(read_back.as_ref())
+        .map(|(version, (key, body))| PageAt {
+            key,
+            version,
+            body,
+            ttl_ms,
+        });
+    if let Err(e) = store.data_changed(user, page).await {
+        failed.push(format!(
+            "could not invalidate user {user}'s cached pages: {e:?}"
+        ));
+    }
+    failed
 }
 
 /// The claims of a request the guard in front admitted on a route that asks for a token. The

@@ -14,6 +14,10 @@ pub const REQUEST_ID_HEADER: &str = "x-edge-request-id";
 /// The database schema version the store vouches for, as the check read it: the app behind
 /// skips its own check of the schema once some instance verified it.
 pub const SCHEMA_HEADER: &str = "x-edge-schema";
+/// The version of the user's data the check read (the page cache's tag), on a request that
+/// may write: the app retires the user's cached pages from it, and hands the cache the page it
+/// reads back after its write under the version that follows.
+pub const DATA_VERSION_HEADER: &str = "x-edge-data-version";
 /// Set by the app on its answer: the route pattern it matched, for the guard's request line
 /// (the guard's own rules are coarser, and it never logs a raw path).
 pub const ROUTE_HEADER: &str = "x-edge-route";

@@ -138,6 +138,11 @@ impl RoutePattern {
 }
 
 impl RoutePattern {
+    /// The method it matches, if it names one.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+
     /// The path it matches (`/api/*`), without its method: a log line's route.
     pub fn path_text(&self) -> String {
         let wildcard = if self.prefix { "*" } else { "" };

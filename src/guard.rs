@@ -11,6 +11,7 @@ use crate::cors;
 use crate::error::ApiError;
 use crate::http::{json_object, Request, Response};
 use crate::identity;
+use crate::pagecache::PageSpec;
 use crate::password;
 use crate::policy::Policy;
 use crate::ratelimit::{self, admits, Quota};
@@ -20,9 +21,16 @@ use crate::token::{self, Claims, Keys};
 
 /// AlcheMix's routes: logins and signups count per address (and logins per account too),
 /// every authenticated route counts per user, and everything under `/api/` per address too.
+/// Its list reads are pages the cache keeps (named as the API names the page it reads back
+/// after a write).
 pub const DEFAULT_ROUTES: &str = "POST /auth/signup = auth; POST /auth/login = auth login; \
      GET /auth/me = user token; POST /auth/logout = user token; \
-     POST /auth/logout-all = user token; /api/* = api user token";
+     POST /auth/logout-all = user token; \
+     GET /api/inventory = api user token cache:bottles:page=1:limit=50; \
+     GET /api/recipes = api user token cache:recipes:page=1:limit=50; \
+     GET /api/favorites = api user token cache:favorites; \
+     GET /api/collections = api user token cache:collections; \
+     /api/* = api user token";
 
 /// What one route asks: which of the configured policies it charges, and whether it needs a
 /// valid, unrevoked token.
@@ -38,6 +46,8 @@ pub struct Rule {
     /// Per verified user.
     user: bool,
     token: bool,
+    /// Its GET answers are the user's pages, which the page cache may keep.
+    cache: Option<PageSpec>,
 }
 
 /// The routes in order; the first that matches a request decides, and a request no rule
@@ -47,7 +57,8 @@ pub struct Routes(Vec<Rule>);
 
 impl Routes {
     /// `<route> = <word> ...; ...`, a route as in `fail_open_routes` (`POST /auth/login`,
-    /// `/api/*`), words among `auth`, `login`, `api`, `user` and `token`.
+    /// `/api/*`), words among `auth`, `login`, `api`, `user`, `token` and `cache:<page>`
+    /// (see [`PageSpec::parse`]).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
         for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
@@ -67,8 +78,13 @@ impl Routes {
                 api: false,
                 user: false,
                 token: false,
+                cache: None,
             };
             for word in words.split_whitespace() {
+                if let Some(page) = word.strip_prefix("cache:") {
+                    rule.cache = Some(PageSpec::parse(page)?);
+                    continue;
+                }
                 let flag = match word {
                     "auth" => &mut rule.auth,
                     "login" => &mut rule.login,
@@ -77,7 +93,7 @@ impl Routes {
                     "token" => &mut rule.token,
                     other => {
                         return Err(format!(
-                            "guard_routes: {other:?} is not one of auth, login, api, user, token"
+                            "guard_routes: {other:?} is not one of auth, login, api, user, token, cache:<page>"
                         ))
                     }
                 };
@@ -86,6 +102,13 @@ impl Routes {
             if rule.user && !rule.token {
                 return Err(format!(
                     "guard_routes: {:?} counts per user but asks for no token",
+                    route.trim()
+                ));
+            }
+            // Pages are the user's, and a cached answer is a GET's.
+            if rule.cache.is_some() && !(rule.token && rule.pattern.method() == Some("GET")) {
+                return Err(format!(
+                    "guard_routes: {:?} keeps pages but is not a GET route that asks for a token",
                     route.trim()
                 ));
             }
@@ -110,6 +133,11 @@ impl Rule {
     /// Whether the route asks for a valid, unrevoked token.
     pub fn asks_token(&self) -> bool {
         self.token
+    }
+
+    /// The pages its answers are, if the cache may keep them.
+    pub fn page(&self) -> Option<&PageSpec> {
+        self.cache.as_ref()
     }
 }
 
@@ -476,6 +504,16 @@ mod tests {
         assert!(err.contains("<route> = <words>"), "{err}");
         let err = Routes::parse("/api/* = user").expect_err("user without token");
         assert!(err.contains("no token"), "{err}");
+        for pageless in [
+            "/x = token cache:x",
+            "POST /x = token cache:x",
+            "GET /x = cache:x",
+        ] {
+            let err = Routes::parse(pageless).expect_err(pageless);
+            assert!(err.contains("keeps pages"), "{err}");
+        }
+        let err = Routes::parse("GET /x = token cache:x:page").expect_err("no default");
+        assert!(err.contains("\"page\""), "{err}");
     }
 
     #[test]

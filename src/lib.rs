@@ -16,6 +16,7 @@ pub mod host;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod pagecache;
 pub mod password;
 pub mod pipeline;
 pub mod policy;

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use crate::answer::{decided, finish, log, new_request_id, Headers};
-use crate::api::{record_schema, Ctx};
+use crate::api::{data_written, record_schema, Ctx};
 use crate::config::Config;
 use crate::cors;
 use crate::db::Database;
@@ -13,17 +13,11 @@ use crate::error::ApiError;
 use crate::guard;
 use crate::host;
 use crate::http::{Request, Response};
+use crate::pagecache;
 use crate::requestlog::{Decision, Trace};
-use crate::routes::resources::{self, Action, Resource};
 use crate::routes::{self, Route};
 use crate::store::redis::RedisLink;
-use crate::store::{self, page_key, CacheProbe, PageAt, Store};
-
-/// Says whether a list page came from the page cache (`hit`) or the database (`miss`).
-pub const CACHE_HEADER: &str = "x-edge-cache";
-
-/// Larger pages are served from the database every time rather than held in Redis.
-const MAX_CACHED_PAGE_BYTES: usize = 256 * 1024;
+use crate::store::{self, Store};
 
 pub struct Services<'a> {
     pub db: &'a dyn Database,
@@ -101,19 +95,10 @@ async fn run(
     let keys = config.keys();
     let asked = guard::ask(req, config, &keys, rule, svc.now_ms, trace);
     let user_id = asked.user_id();
-    let page_key = match (route, user_id, config.page_cache_ms) {
-        (Route::Api(resource, action), Some(user), Some(_)) => {
-            resources::page_name(resource, action, req).map(|name| page_key(user, &name))
-        }
-        _ => None,
-    };
-    let cache = match (&page_key, route, config.page_cache_ms) {
-        (Some(key), _, _) => CacheProbe::Page(key),
-        (None, Route::Api(_, action), Some(_)) if action != Action::List => CacheProbe::Version,
-        _ => CacheProbe::None,
-    };
+    let page = pagecache::page_for(rule.and_then(|r| r.page()), req, config, user_id);
+    let probe = pagecache::probe(page.as_deref(), req, config, user_id);
     let mut errors = Vec::new();
-    let admitted = guard::admit(asked, req, config, svc.store, cache, &mut errors).await;
+    let admitted = guard::admit(asked, req, config, svc.store, probe, &mut errors).await;
     for e in errors.drain(..) {
         svc.note_error(e);
     }
@@ -122,14 +107,7 @@ async fn run(
         svc.db.vouch_schema(o.schema_version);
     }
     let headers = std::mem::take(&mut admitted.response_headers);
-    let cached = admitted.outcome.as_mut().and_then(|o| o.page.take());
-    if let Some(body) = cached {
-        let mut resp = Response {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body,
-        };
-        resp.set_header(CACHE_HEADER, "hit");
+    if let Some(mut resp) = pagecache::hit(admitted.outcome.as_mut()) {
         resp.headers.extend(headers);
         return Ok(resp);
     }
@@ -146,36 +124,19 @@ async fn run(
         errors: svc.errors,
     };
     let mut result = routes::dispatch(route, req, &cx).await;
-    let outcome = &admitted.outcome;
-    if let (Some(key), Some(o), Ok(resp), Some(ttl_ms)) =
-        (&page_key, outcome, &mut result, config.page_cache_ms)
-    {
-        if resp.status == 200 && resp.body.len() <= MAX_CACHED_PAGE_BYTES {
-            let page = PageAt {
-                key,
-                version: o.data_version,
-                body: &resp.body,
-                ttl_ms,
-            };
-            if let Err(e) = svc.store.keep_page(page).await {
-                svc.note_error(format!("could not cache a page: {e:?}"));
-            }
-        }
-        resp.set_header(CACHE_HEADER, "miss");
+    let outcome = admitted.outcome.as_ref();
+    if let Ok(resp) = &mut result {
+        let kept = pagecache::keep(page.as_deref(), outcome, resp, config, svc.store).await;
+        errors.extend(kept);
     }
-    if let (Route::Api(resource, action), Some(user), Some(ttl_ms)) =
-        (route, user_id, config.page_cache_ms)
-    {
-        // Whatever a write answered, it may have changed the user's rows.
-        if action != Action::List {
-            let written = result.as_ref().is_ok_and(Response::is_success);
-            let since = outcome.as_ref().map(|o| o.data_version);
-            write_done(svc, user, resource, since.filter(|_| written), ttl_ms).await;
-        }
+    if let (Route::Api(resource, action), Some(user)) = (route, user_id) {
+        let written = result.as_ref().is_ok_and(Response::is_success);
+        let since = outcome.map(|o| o.data_version).filter(|_| written);
+        errors.extend(data_written(config, svc.db, svc.store, user, resource, action, since).await);
     }
-    let vouched = outcome.as_ref().map(|o| o.schema_version);
+    let vouched = outcome.map(|o| o.schema_version);
     if let Some(e) = record_schema(svc.db, svc.store, vouched).await {
-        svc.note_error(e);
+        errors.push(e);
     }
     let succeeded = result.as_ref().is_ok_and(Response::is_success);
     guard::refund(&admitted, succeeded, svc.store, &mut errors).await;
@@ -191,37 +152,29 @@ async fn run(
     }
 }
 
-/// Retires the user's cached pages after a write, handing the cache the written list's first
-/// page (read back on the write's own connection) so the read that usually follows a write is
-/// served from the cache. `since`: the data version the write's check read, if it succeeded.
-async fn write_done(
-    svc: &Services<'_>,
-    user: i64,
-    resource: Resource,
-    since: Option<i64>,
-    ttl_ms: u64,
-) {
-    let read_back = since.and_then(|_| match resources::first_page(resource, svc.db, user) {
-        Ok(Some((name, body))) if body.len() <= MAX_CACHED_PAGE_BYTES => {
-            Some((page_key(user, &name), body))
+#[cfg(test)]
+mod tests {
+    use crate::guard::{Routes, DEFAULT_ROUTES};
+    use crate::http::Request;
+    use crate::routes::resources::{self, Action};
+
+    /// The guard's default rules name each list's first page as the API names the page it
+    /// reads back after a write, or no write would ever hand the next read its page.
+    #[test]
+    fn the_guard_names_the_pages_the_api_reads_back() {
+        let routes = Routes::parse(DEFAULT_ROUTES).expect("parses");
+        for path in [
+            "/api/inventory",
+            "/api/recipes",
+            "/api/favorites",
+            "/api/collections",
+        ] {
+            let (resource, action) = resources::resolve("GET", path).unwrap().unwrap();
+            assert_eq!(action, Action::List);
+            let req = Request::new("GET".into(), path, Vec::new(), Vec::new());
+            let spec = routes.find("GET", path).and_then(|r| r.page());
+            let named = spec.and_then(|s| s.page_name(&req));
+            assert_eq!(named, Some(resources::first_page_name(resource)), "{path}");
         }
-        Ok(_) => None,
-        Err(e) => {
-            svc.note_error(format!("could not read back a written page: {e:?}"));
-            None
-        }
-    });
-    let page = since
-        .zip(read_back.as_ref())
-        .map(|(version, (key, body))| PageAt {
-            key,
-            version,
-            body,
-            ttl_ms,
-        });
-    if let Err(e) = svc.store.data_changed(user, page).await {
-        svc.note_error(format!(
-            "could not invalidate user {user}'s cached pages: {e:?}"
-        ));
     }
 }

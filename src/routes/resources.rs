@@ -350,26 +350,6 @@ pub fn dispatch(
     }
 }
 
-/// Names a list page for the page cache: the resource, and for paginated lists the checked page
-/// number and size. `None` for every other action, and for a query the handler will refuse.
-pub fn page_name(resource: Resource, action: Action, req: &Request) -> Option<String> {
-    if action != Action::List {
-        return None;
-    }
-    let spec = spec(resource);
-    if !spec.paginated {
-        return Some(cached_name(spec, None));
-    }
-    Some(cached_name(spec, Some(&page(req).ok()?)))
-}
-
-fn cached_name(spec: &Spec, page: Option<&Page>) -> String {
-    match page {
-        Some(Page { page, limit }) => format!("{}:{page}:{limit}", spec.table),
-        None => spec.table.to_string(),
-    }
-}
-
 /// The list a query-less GET of `resource` answers, and its page cache name: what a write
 /// hands the cache. `None` for a list without pages that is longer than a write should read
 /// back (an import of many favorites, one write each, must not read the whole list each time).
@@ -379,20 +359,30 @@ pub fn first_page(
     user: i64,
 ) -> Result<Option<(String, Vec<u8>)>, ApiError> {
     let spec = spec(resource);
+    let name = first_page_name(resource);
     if spec.paginated {
         let first = Page {
             page: 1,
             limit: DEFAULT_LIMIT,
         };
-        let name = cached_name(spec, Some(&first));
         return Ok(Some((name, list_at(spec, Some(first), db, user)?.body)));
     }
     let rows = unpaged(spec, db, user, Some(READ_BACK_MAX_ROWS + 1))?;
     if rows.len() > READ_BACK_MAX_ROWS {
         return Ok(None);
     }
-    let name = cached_name(spec, None);
     Ok(Some((name, list_page(spec, &rows, None).body)))
+}
+
+/// The page cache's name of a query-less GET of `resource`'s list: its table, and for lists
+/// with pages the first page at the default size (as the guard's rule for the list names it).
+pub fn first_page_name(resource: Resource) -> String {
+    let spec = spec(resource);
+    if spec.paginated {
+        format!("{}:1:{DEFAULT_LIMIT}", spec.table)
+    } else {
+        spec.table.to_string()
+    }
 }
 
 /// The most rows of a list without pages a write reads back for the cache.

@@ -177,6 +177,9 @@ pub fn data_version_key(user_id: i64) -> String {
     format!("ae:dv:{user_id}")
 }
 
+/// Larger pages are served from the database every time rather than held in Redis.
+pub const MAX_PAGE_BYTES: usize = 256 * 1024;
+
 /// `what` names the page (resource, page number, size); never a token or a raw query.
 pub fn page_key(user_id: i64, what: &str) -> String {
     format!("ae:pg:{user_id}:{what}")

@@ -13,11 +13,12 @@
 #![cfg(target_arch = "wasm32")]
 
 use alchemix_edge::answer::{self, Headers};
-use alchemix_edge::chain::{REQUEST_ID_HEADER, ROUTE_HEADER, SCHEMA_HEADER};
+use alchemix_edge::chain::{DATA_VERSION_HEADER, REQUEST_ID_HEADER, ROUTE_HEADER, SCHEMA_HEADER};
 use alchemix_edge::error::ApiError;
 use alchemix_edge::guard::{self, Admitted};
 use alchemix_edge::host;
 use alchemix_edge::http::{header_entry, Request, Response};
+use alchemix_edge::pagecache;
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{self, CacheProbe, Store};
 use alchemix_edge_adapter_wasip3::{answer, Instance};
@@ -46,13 +47,30 @@ async fn serve(req: &Request, instance: &Instance) -> Response {
         let rule = config.routes.find(&req.method, &req.path);
         let keys = config.keys();
         let asked = guard::ask(req, config, &keys, rule, started_ms, &mut trace);
-        let admitted =
-            guard::admit(asked, req, config, &*store, CacheProbe::None, &mut errors).await;
+        let user = asked.user_id();
+        let page = pagecache::page_for(rule.and_then(|r| r.page()), req, config, user);
+        let probe = pagecache::probe(page.as_deref(), req, config, user);
+        let admitted = guard::admit(asked, req, config, &*store, probe, &mut errors).await;
         let result = match admitted {
-            Ok(admitted) => {
-                let app = next(req, &admitted, &request_id).await;
-                settle(app, &admitted, &*store, &mut trace, &mut errors).await
-            }
+            Ok(mut admitted) => match pagecache::hit(admitted.outcome.as_mut()) {
+                // A page the cache holds is answered here: the app is not asked.
+                Some(mut resp) => {
+                    resp.headers
+                        .extend(admitted.response_headers.iter().cloned());
+                    Ok(resp)
+                }
+                None => {
+                    let app = next(req, &admitted, &request_id, probe).await;
+                    let mut settled =
+                        settle(app, &admitted, &*store, &mut trace, &mut errors).await;
+                    if let Ok(resp) = &mut settled {
+                        let outcome = admitted.outcome.as_ref();
+                        let kept = pagecache::keep(page.as_deref(), outcome, resp, config, &*store);
+                        errors.extend(kept.await);
+                    }
+                    settled
+                }
+            },
             Err(refusal) => Err(refusal),
         };
         answer::decided(result, |detail| errors.push(detail))
@@ -82,7 +100,12 @@ async fn settle(
     Ok(resp)
 }
 
-async fn next(req: &Request, admitted: &Admitted, request_id: &str) -> Result<Response, String> {
+async fn next(
+    req: &Request,
+    admitted: &Admitted,
+    request_id: &str,
+    probe: CacheProbe<'_>,
+) -> Result<Response, String> {
     let target = if req.query.is_empty() {
         req.path.clone()
     } else {
@@ -98,6 +121,9 @@ async fn next(req: &Request, admitted: &Admitted, request_id: &str) -> Result<Re
     builder = builder.header(REQUEST_ID_HEADER, request_id);
     if let Some(o) = &admitted.outcome {
         builder = builder.header(SCHEMA_HEADER, o.schema_version);
+        if probe == CacheProbe::Version {
+            builder = builder.header(DATA_VERSION_HEADER, o.data_version);
+        }
     }
     let request = builder
         .body(Full::new(Bytes::from(req.body.clone())))

@@ -1,4 +1,4 @@
-//! AlcheMix as a chain (`examples/alchemix-chain`): edge-guard as Spin 4.1 middleware in
+//! AlcheMix as a chain (`spin.toml`): edge-guard as Spin 4.1 middleware in
 //! front of the alchemix-api component. The guard limits, authenticates and logs; the API
 //! answers with the identity the guard verified, and still records logouts for every instance.
 
@@ -9,7 +9,7 @@ use support::*;
 
 fn chain(redis: &RedisServer, state: &TempDir) -> EdgeBuilder {
     Edge::builder(&redis.url())
-        .manifest(&root().join("examples/alchemix-chain/spin.toml"))
+        .manifest(&root().join("spin.toml"))
         .state_dir(&state.0)
 }
 

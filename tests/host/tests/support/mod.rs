@@ -20,15 +20,9 @@ pub fn root() -> PathBuf {
 }
 
 /// The manifest the suite runs against: `EDGE_TEST_MANIFEST` (`spin-wasip2.toml` for the WASI
-/// 0.2 build), else `spin.toml` (the WASI 0.3 build). `scripts/test` runs the suite on both.
+/// 0.2 build), else `spin.toml` (the WASI 0.3 chain). `scripts/test` runs the suite on both.
 pub fn manifest() -> PathBuf {
     root().join(std::env::var("EDGE_TEST_MANIFEST").unwrap_or_else(|_| "spin.toml".into()))
-}
-
-/// Whether the suite's manifest is a chain (a trigger with `dependencies.middleware`), where
-/// the guard and the API are two components.
-pub fn chained() -> bool {
-    std::fs::read_to_string(manifest()).is_ok_and(|m| m.contains("dependencies.middleware"))
 }
 
 pub fn free_port() -> u16 {
