@@ -2,9 +2,9 @@
 //! pipeline; nothing below this module reads a variable.
 
 use crate::db::Target;
-use crate::guard::{Routes, DEFAULT_ROUTES};
 use crate::identity::Cidr;
 use crate::policy::{parse_duration_ms, Policy};
+use crate::rules::{Routes, DEFAULT_ROUTES};
 use crate::token::Keys;
 
 pub const MIN_SECRET_BYTES: usize = 32;

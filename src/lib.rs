@@ -23,6 +23,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod requestlog;
 pub mod routes;
+pub mod rules;
 pub mod store;
 pub mod time;
 pub mod token;

@@ -154,9 +154,9 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use crate::guard::{Routes, DEFAULT_ROUTES};
     use crate::http::Request;
     use crate::routes::resources::{self, Action};
+    use crate::rules::{Routes, DEFAULT_ROUTES};
 
     /// The guard's default rules name each list's first page as the API names the page it
     /// reads back after a write, or no write would ever hand the next read its page.

@@ -5,7 +5,7 @@
 //! verified in `x-edge-` headers (any a client sent are removed first), and the answer comes
 //! back through it for the login refund and the RateLimit, CORS and security headers.
 //!
-//! What each route asks is the `guard_routes` variable (`guard::Routes`), AlcheMix's routes
+//! What each route asks is the `guard_routes` variable (`rules::Routes`), AlcheMix's routes
 //! when it is empty or not declared. Like any middleware, it sees the variables, outbound hosts and
 //! SQLite databases of the component it stands in front of only when its manifest entry says
 //! `inherit_configuration = true`.
