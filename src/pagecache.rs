@@ -88,7 +88,8 @@ pub fn page_for(
 }
 
 /// What the check reads of the cache: the page, or for any other request of a verified user
-/// that may write, the data version (which the app's write moves on from).
+/// that may write, the data version (which the app's write moves on from), when the app keeps
+/// pages at all.
 pub fn probe<'a>(
     page: Option<&'a str>,
     req: &Request,
@@ -98,6 +99,7 @@ pub fn probe<'a>(
     match page {
         Some(key) => CacheProbe::Page(key),
         None if config.page_cache_ms.is_some()
+            && config.routes.keeps_pages()
             && user.is_some()
             && !matches!(req.method.as_str(), "GET" | "HEAD") =>
         {

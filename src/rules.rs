@@ -113,6 +113,12 @@ impl Routes {
         };
         self.0.iter().find(|r| r.pattern.matches(method, path))
     }
+
+    /// Whether any route's answers are pages the cache keeps: only then does the app behind
+    /// take part in the cache, and need the data version on its writes.
+    pub fn keeps_pages(&self) -> bool {
+        self.0.iter().any(|r| r.cache.is_some())
+    }
 }
 
 impl Rule {
@@ -155,6 +161,8 @@ mod tests {
         assert!(routes.find("POST", "/auth/signup").is_some_and(|r| r.auth));
         assert!(routes.find("GET", "/api/recipes").is_some_and(|r| r.token));
         assert!(routes.find("GET", "/health").is_none());
+        assert!(routes.keeps_pages());
+        assert!(!Routes::parse("/x = api").expect("parses").keeps_pages());
     }
 
     #[test]

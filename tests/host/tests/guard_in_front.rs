@@ -78,6 +78,25 @@ fn the_app_sees_the_verified_identity_and_never_a_forged_one() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["user"], json!("7"), "{}", r.text);
     assert_eq!(r.body["path"], json!("/private/thing"), "{}", r.text);
+    // A write by a verified user: the app keeps no pages, so it is handed no data version.
+    let r = send(
+        client()
+            .post(edge.url("/private/thing"))
+            .bearer_auth(token(7))
+            .body("{}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut seen: Vec<String> = serde_json::from_value(r.body["edgeHeaders"].clone()).unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "x-edge-client",
+            "x-edge-request-id",
+            "x-edge-schema",
+            "x-edge-user-id"
+        ]
+    );
     // A route that asks for a token is not open as HEAD or with a trailing slash.
     let r = send(client().head(edge.url("/private/thing/")));
     assert_eq!(r.status, 401);
