@@ -100,12 +100,12 @@ async fn answer(
     };
     let result = routes::dispatch(route, req, &cx).await;
     if let (Route::Api(resource, action), Some(user)) = (route, user) {
-        let written = result.as_ref().is_ok_and(Response::is_success);
         let since = req
             .header(DATA_VERSION_HEADER)
-            .and_then(|v| v.parse::<i64>().ok())
-            .filter(|_| written);
-        let failed = data_written(config, db, store, user, resource, action, since).await;
+            .and_then(|v| v.parse::<i64>().ok());
+        let succeeded = result.as_ref().is_ok_and(Response::is_success);
+        let written = (since, succeeded);
+        let failed = data_written(config, db, store, user, resource, action, written).await;
         errors.borrow_mut().extend(failed);
     }
     result
@@ -114,9 +114,10 @@ async fn answer(
 /// After a request that may have written `resource` (whatever it answered: a refused write
 /// may still have changed rows), moves the user's data version on so no page cached before it
 /// is served again, and hands the cache the list's first page, read back on the write's own
-/// connection, so the read that usually follows a write needs no database. `since`: the data
-/// version the guard's check read, when the write succeeded. What failed is returned for the
-/// log; the answer stands either way.
+/// connection, so the read that usually follows a write needs no database. `written`: the
+/// data version the guard's check read (if it read one), and whether the write succeeded; only
+/// a successful write hands a page. What failed is returned for the log; the answer stands
+/// either way.
 pub async fn data_written(
     config: &Config,
     db: &dyn Database,
@@ -124,8 +125,9 @@ pub async fn data_written(
     user: i64,
     resource: Resource,
     action: Action,
-    since: Option<i64>,
+    (since, succeeded): (Option<i64>, bool),
 ) -> Vec<String> {
+    let since = since.filter(|_| succeeded);
     let mut failed = Vec::new();
     let Some(ttl_ms) = config.page_cache_ms.filter(|_| action != Action::List) else {
         return failed;

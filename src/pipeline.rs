@@ -129,16 +129,17 @@ async fn run(
         let kept = pagecache::keep(page.as_deref(), outcome, resp, config, svc.store).await;
         errors.extend(kept);
     }
+    let succeeded = result.as_ref().is_ok_and(Response::is_success);
     if let (Route::Api(resource, action), Some(user)) = (route, user_id) {
-        let written = result.as_ref().is_ok_and(Response::is_success);
-        let since = outcome.map(|o| o.data_version).filter(|_| written);
-        errors.extend(data_written(config, svc.db, svc.store, user, resource, action, since).await);
+        let since = outcome.map(|o| o.data_version);
+        let written = (since, succeeded);
+        errors
+            .extend(data_written(config, svc.db, svc.store, user, resource, action, written).await);
     }
     let vouched = outcome.map(|o| o.schema_version);
     if let Some(e) = record_schema(svc.db, svc.store, vouched).await {
         errors.push(e);
     }
-    let succeeded = result.as_ref().is_ok_and(Response::is_success);
     guard::refund(&admitted, succeeded, svc.store, &mut errors).await;
     for e in errors {
         svc.note_error(e);
