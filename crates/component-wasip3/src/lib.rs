@@ -6,13 +6,13 @@
 
 use alchemix_edge::http::{Request, Response};
 use alchemix_edge::pipeline;
-use alchemix_edge_adapter_wasip3::{answer, Instance};
+use alchemix_edge_adapter_wasip3::{answer, Instance, Reader};
 use spin_sdk::http_service;
 use spin_sdk::wasip3::http::types;
 
 #[http_service]
 async fn handle(req: spin_sdk::http::Request) -> types::Response {
-    answer(req, serve).await
+    answer(req, Reader::Host, serve).await
 }
 
 async fn serve(req: &Request, instance: &Instance) -> Response {

@@ -21,7 +21,7 @@ use alchemix_edge::http::{header_entry, Request, Response};
 use alchemix_edge::pagecache;
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{self, CacheProbe, Store};
-use alchemix_edge_adapter_wasip3::{answer, Instance};
+use alchemix_edge_adapter_wasip3::{answer, Instance, Reader};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use spin_sdk::http_service;
@@ -29,7 +29,7 @@ use spin_sdk::wasip3::http::types;
 
 #[http_service]
 async fn handle(req: spin_sdk::http::Request) -> types::Response {
-    answer(req, serve).await
+    answer(req, Reader::Host, serve).await
 }
 
 async fn serve(req: &Request, instance: &Instance) -> Response {
