@@ -25,6 +25,7 @@ use spin_sdk::pg::wit::postgres as pg;
 use spin_sdk::redis;
 use spin_sdk::sqlite::wit::sqlite;
 use spin_sdk::wasip3::http::types;
+use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 thread_local! {
@@ -156,12 +157,26 @@ fn respond(resp: Response) -> types::Response {
         eprintln!("alchemix-edge: response headers refused by the host: {e:?}");
         types::Fields::new()
     });
-    let (mut body_tx, body_rx) = wit_stream::new();
-    let (result_tx, result_rx) = wit_future::new(|| Ok(None));
-    let (response, _sent) = types::Response::new(fields, Some(body_rx), result_rx);
+    let (contents, trailers) = outgoing_body(body);
+    let (response, _sent) = types::Response::new(fields, contents, trailers);
     if response.set_status_code(status).is_err() {
         eprintln!("alchemix-edge: status {status} refused by the host");
     }
+    response
+}
+
+/// How a body ends: its trailers, if any, or the error that cut it short.
+pub type BodyEnd = Result<Option<types::Trailers>, types::ErrorCode>;
+
+/// A body to hand on whole, offered in one write taken as soon as its reader reads; an empty
+/// one is no stream at all (no stream, no writer task, nothing for the reader to wait on).
+pub fn outgoing_body(body: Vec<u8>) -> (Option<StreamReader<u8>>, FutureReader<BodyEnd>) {
+    // Dropped unwritten, the future gives its reader this default: no trailers.
+    let (result_tx, result_rx) = wit_future::new(|| Ok(None));
+    if body.is_empty() {
+        return (None, result_rx);
+    }
+    let (mut body_tx, body_rx) = wit_stream::new();
     spin_sdk::wasip3::spawn(async move {
         let unwritten = body_tx.write_all(body).await;
         drop(body_tx);
@@ -169,7 +184,7 @@ fn respond(resp: Response) -> types::Response {
             let _ = result_tx.write(Ok(None)).await;
         }
     });
-    response
+    (Some(body_rx), result_rx)
 }
 
 /// The configuration, one Spin variable per setting, read and checked once per instance. A

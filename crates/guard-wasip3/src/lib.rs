@@ -21,9 +21,8 @@ use alchemix_edge::http::{header_entry, Request, Response};
 use alchemix_edge::pagecache;
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{self, CacheProbe, Store};
-use alchemix_edge_adapter_wasip3::{answer, Instance, Reader};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use alchemix_edge_adapter_wasip3::{answer, outgoing_body, Instance, Reader};
+use http_body_util::BodyExt;
 use spin_sdk::http_service;
 use spin_sdk::wasip3::http::types;
 
@@ -106,28 +105,50 @@ async fn next(
     request_id: &str,
     probe: CacheProbe<'_>,
 ) -> Result<Response, String> {
+    // Built as the host's own request type rather than through the SDK's `http` conversion,
+    // so a request with no body (every GET) is handed on with no body stream to write and
+    // read across the hop.
+    let mut host = None;
+    let mut list: Vec<(String, Vec<u8>)> = guard::forwarded_headers(req, &admitted.identity)
+        .into_iter()
+        .filter_map(|(name, value)| {
+            // The host takes the authority apart from the headers and refuses a `host` one.
+            if name == "host" {
+                host = Some(value);
+                return None;
+            }
+            Some((name, value.into_bytes()))
+        })
+        .collect();
+    list.push((REQUEST_ID_HEADER.into(), request_id.as_bytes().to_vec()));
+    if let Some(o) = &admitted.outcome {
+        list.push((
+            SCHEMA_HEADER.into(),
+            o.schema_version.to_string().into_bytes(),
+        ));
+        if probe == CacheProbe::Version {
+            list.push((
+                DATA_VERSION_HEADER.into(),
+                o.data_version.to_string().into_bytes(),
+            ));
+        }
+    }
+    let fields = types::Fields::from_list(&list)
+        .map_err(|e| format!("the request's headers were refused: {e:?}"))?;
+    let (contents, trailers) = outgoing_body(req.body.clone());
+    let (request, _sent) = types::Request::new(fields, contents, trailers, None);
+    let method = http::Method::from_bytes(req.method.as_bytes())
+        .map_err(|e| format!("the request could not be rebuilt: {e}"))?;
     let target = if req.query.is_empty() {
         req.path.clone()
     } else {
         format!("{}?{}", req.path, req.query)
     };
-    let mut builder = http::Request::builder()
-        .method(req.method.as_str())
-        .uri(target);
-    let forwarded = guard::forwarded_headers(req, &admitted.identity);
-    for (name, value) in forwarded {
-        builder = builder.header(name, value);
-    }
-    builder = builder.header(REQUEST_ID_HEADER, request_id);
-    if let Some(o) = &admitted.outcome {
-        builder = builder.header(SCHEMA_HEADER, o.schema_version);
-        if probe == CacheProbe::Version {
-            builder = builder.header(DATA_VERSION_HEADER, o.data_version);
-        }
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(req.body.clone())))
-        .map_err(|e| format!("the request could not be rebuilt: {e}"))?;
+    request
+        .set_method(&method.into())
+        .and_then(|()| request.set_path_with_query(Some(&target)))
+        .and_then(|()| request.set_authority(host.as_deref()))
+        .map_err(|()| "the request could not be rebuilt".to_string())?;
     let resp = spin_sdk::http::next(request)
         .await
         .map_err(|e| format!("{e:?}"))?;
