@@ -17,11 +17,9 @@ fn roomy(redis: &RedisServer) -> EdgeBuilder {
         .var("user_rate_limit", "100000/15m")
 }
 
-#[test]
-fn keep_alive_responses_do_not_wait_for_a_delayed_ack() {
-    let redis = RedisServer::start();
-    let edge = roomy(&redis).start();
-    let t = signup(&edge, "nagle@example.com");
+/// A new user with ten bottles, the benchmark's inventory; its token.
+fn with_ten_bottles(edge: &Edge, email: &str) -> String {
+    let t = signup(edge, email);
     for i in 0..10 {
         post(
             &edge.url("/api/inventory"),
@@ -29,6 +27,14 @@ fn keep_alive_responses_do_not_wait_for_a_delayed_ack() {
             json!({"name": format!("Bottle {i}")}),
         );
     }
+    t
+}
+
+#[test]
+fn keep_alive_responses_do_not_wait_for_a_delayed_ack() {
+    let redis = RedisServer::start();
+    let edge = roomy(&redis).start();
+    let t = with_ten_bottles(&edge, "nagle@example.com");
     // One client, one kept-alive connection; edge-host leaves TCP_NODELAY off, as Spin does,
     // so a body sent after its head would wait ~40 ms for the client's delayed ACK. The client
     // is a plain socket: a debug build of an HTTP client library adds milliseconds of its own.
@@ -72,14 +78,7 @@ fn concurrent_responses_leave_head_and_body_in_one_write() {
     let redis = RedisServer::start();
     // The SQLite read, the answer that came split: a page the cache holds did not.
     let edge = roomy(&redis).var("page_cache", "off").start();
-    let t = signup(&edge, "segments@example.com");
-    for i in 0..10 {
-        post(
-            &edge.url("/api/inventory"),
-            Some(&t),
-            json!({"name": format!("Bottle {i}")}),
-        );
-    }
+    let t = with_ten_bottles(&edge, "segments@example.com");
     // Sixteen kept-alive connections at once, as the benchmark drives: the instance then has
     // other requests' work queued when each answer is handed over, which is when a WASI 0.3
     // host may write the head before the body's bytes reach it. A response written in one
