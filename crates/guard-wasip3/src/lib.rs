@@ -108,17 +108,11 @@ async fn next(
     // Built as the host's own request type rather than through the SDK's `http` conversion,
     // so a request with no body (every GET) is handed on with no body stream to write and
     // read across the hop.
-    let mut host = None;
+    // The host takes the authority apart from the headers and refuses a `host` one.
     let mut list: Vec<(String, Vec<u8>)> = guard::forwarded_headers(req, &admitted.identity)
         .into_iter()
-        .filter_map(|(name, value)| {
-            // The host takes the authority apart from the headers and refuses a `host` one.
-            if name == "host" {
-                host = Some(value);
-                return None;
-            }
-            Some((name, value.into_bytes()))
-        })
+        .filter(|(name, _)| name != "host")
+        .map(|(name, value)| (name, value.into_bytes()))
         .collect();
     list.push((REQUEST_ID_HEADER.into(), request_id.as_bytes().to_vec()));
     if let Some(o) = &admitted.outcome {
@@ -147,7 +141,7 @@ async fn next(
     request
         .set_method(&method.into())
         .and_then(|()| request.set_path_with_query(Some(&target)))
-        .and_then(|()| request.set_authority(host.as_deref()))
+        .and_then(|()| request.set_authority(req.header("host")))
         .map_err(|()| "the request could not be rebuilt".to_string())?;
     let resp = spin_sdk::http::next(request)
         .await
