@@ -134,7 +134,10 @@ fn redis_address_outside_allowed_hosts_is_a_clear_503() {
     let edge = Edge::builder(&redis.url()).manifest(&path).start();
     let r = login(&edge, "allowed@example.com", PASSWORD);
     assert_eq!(r.status, 503, "{}", r.text);
-    let log = edge.log_until("Outbound network destination not allowed");
+    let log = edge.log_until_all(&[
+        "Outbound network destination not allowed",
+        "allowed_outbound_hosts",
+    ]);
     assert!(
         log.contains("Outbound network destination not allowed"),
         "{log}"

@@ -375,17 +375,28 @@ impl Edge {
     /// it waits up to 10 s for that line. A line reaches the test through a reader thread,
     /// so it may arrive after the response that caused it: reading only what is there loses it.
     pub fn log_until(&self, needle: &str) -> String {
+        self.log_until_all(&[needle])
+    }
+
+    /// The log up to the line where the last of `needles` has appeared, in any order: the
+    /// host's lines and the component's come through separate pipes, so their order is not
+    /// the order they were written in.
+    pub fn log_until_all(&self, needles: &[&str]) -> String {
         let log = self.log.lock().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        while let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            let found = line.contains(needle);
-            seen.push(line);
-            if found {
-                seen.extend(log.try_iter());
-                break;
+        let mut seen: Vec<String> = Vec::new();
+        let missing = |seen: &[String]| {
+            needles
+                .iter()
+                .any(|needle| !seen.iter().any(|line| line.contains(needle)))
+        };
+        while missing(&seen) {
+            match log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => seen.push(line),
+                Err(_) => break,
             }
         }
+        seen.extend(log.try_iter());
         seen.join("\n")
     }
 }
