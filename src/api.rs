@@ -79,14 +79,20 @@ async fn answer(
     errors: &RefCell<Vec<String>>,
 ) -> Result<Response, ApiError> {
     let keys = config.keys();
-    let (claims, token_digest) = match config.routes.find(&req.method, &req.path) {
-        Some(rule) if rule.asks_token() => {
+    let asks_token = config
+        .routes
+        .find(&req.method, &req.path)
+        .is_some_and(|rule| rule.asks_token());
+    let (user, token) = match (asks_token, route) {
+        // A logout revokes the token itself: its digest and expiry come from the token, which
+        // must be the one the guard vouched for.
+        (true, Route::Logout) => {
             let (claims, digest) = vouched(req, &keys, now_ms / 1000)?;
-            (Some(claims), Some(digest))
+            (Some(claims.user_id), Some((claims, digest)))
         }
-        _ => (None, None),
+        (true, _) => (Some(guard_user(req)?), None),
+        (false, _) => (None, None),
     };
-    let user = claims.as_ref().map(|c| c.user_id);
     let cx = Ctx {
         config,
         keys: &keys,
@@ -94,8 +100,8 @@ async fn answer(
         store,
         random: &host::random,
         now_ms,
-        claims,
-        token_digest,
+        user,
+        token,
         errors,
     };
     let result = routes::dispatch(route, req, &cx).await;
@@ -158,15 +164,25 @@ pub async fn data_written(
     failed
 }
 
-/// The claims of a request the guard in front admitted on a route that asks for a token. The
-/// token is verified again here for its claims (no store call: the guard checked its
-/// revocation), and must be the one the guard vouched for: a request that did not come through
-/// the guard carries no `x-edge-user-id` (the guard removes any a client sends).
+/// The user the guard in front verified the token of (and checked its revocation), on a route
+/// that asks for a token. The API takes the guard's word: the chain is the only way in, and a
+/// request that did not come through the guard carries no `x-edge-user-id` (the guard removes
+/// any a client sends).
+pub fn guard_user(req: &Request) -> Result<i64, ApiError> {
+    req.header(USER_HEADER)
+        .and_then(|user| user.parse().ok())
+        .ok_or(ApiError::Unauthorized("The request did not pass the guard"))
+}
+
+/// The claims and digest of the token a request carries, verified again here (no store call:
+/// the guard checked its revocation), for a route that acts on the token itself; it must be
+/// the token of the user the guard vouched for.
 pub fn vouched(req: &Request, keys: &Keys, now: i64) -> Result<(Claims, String), ApiError> {
     let (claims, digest) = token::authenticate(req, keys, now)?;
-    match req.header(USER_HEADER) {
-        Some(user) if user == claims.user_id.to_string() => Ok((claims, digest)),
-        _ => Err(ApiError::Unauthorized("The request did not pass the guard")),
+    if guard_user(req)? == claims.user_id {
+        Ok((claims, digest))
+    } else {
+        Err(ApiError::Unauthorized("The request did not pass the guard"))
     }
 }
 
@@ -178,8 +194,10 @@ pub struct Ctx<'a> {
     pub store: &'a dyn Store,
     pub random: &'a dyn Fn(&mut [u8]),
     pub now_ms: i64,
-    pub claims: Option<Claims>,
-    pub token_digest: Option<String>,
+    /// The user whose token the guard verified, on a route that asks for one.
+    pub user: Option<i64>,
+    /// That token's claims and digest, where the route acts on the token itself (a logout).
+    pub token: Option<(Claims, String)>,
     pub errors: &'a RefCell<Vec<String>>,
 }
 
@@ -189,9 +207,16 @@ impl Ctx<'_> {
         self.errors.borrow_mut().push(message);
     }
 
-    pub fn user(&self) -> Result<&Claims, ApiError> {
-        self.claims
+    pub fn user(&self) -> Result<i64, ApiError> {
+        self.user
+            .ok_or(ApiError::Unauthorized("No authorization token provided"))
+    }
+
+    /// The request's token: its claims and digest.
+    pub fn token(&self) -> Result<(&Claims, &str), ApiError> {
+        self.token
             .as_ref()
+            .map(|(claims, digest)| (claims, digest.as_str()))
             .ok_or(ApiError::Unauthorized("No authorization token provided"))
     }
 }
@@ -216,7 +241,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_app_takes_only_the_token_the_guard_vouched_for() {
+    fn the_app_takes_only_the_user_and_token_the_guard_vouched_for() {
         let keys = Keys::new(b"test-secret-test-secret-test-secret-0123");
         let now = 1_900_000_000;
         let token = keys.sign(&token::tests::claims(now));
@@ -227,6 +252,11 @@ mod tests {
         };
         let (claims, _) = vouched(&request(Some("7")), &keys, now).expect("vouched for");
         assert_eq!(claims.user_id, 7);
+        assert_eq!(guard_user(&request(Some("7"))), Ok(7));
+        assert_eq!(
+            guard_user(&request(None)),
+            Err(ApiError::Unauthorized("The request did not pass the guard"))
+        );
         // Not through the guard, or another user's word: refused.
         for user in [None, Some("8")] {
             assert_eq!(

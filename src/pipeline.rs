@@ -112,6 +112,7 @@ async fn run(
         return Ok(resp);
     }
 
+    let token = admitted.claims.take().zip(admitted.token_digest.take());
     let cx = Ctx {
         config,
         keys: &keys,
@@ -119,8 +120,8 @@ async fn run(
         store: svc.store,
         random: svc.random,
         now_ms: svc.now_ms,
-        claims: admitted.claims.take(),
-        token_digest: admitted.token_digest.take(),
+        user: token.as_ref().map(|(claims, _)| claims.user_id),
+        token,
         errors: svc.errors,
     };
     let mut result = routes::dispatch(route, req, &cx).await;

@@ -128,7 +128,7 @@ pub fn me(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .db
         .execute(
             "SELECT id, email, created_at FROM users WHERE id = ?",
-            &[Value::Int(user.user_id)],
+            &[Value::Int(user)],
         )
         .map_err(ApiError::from)?;
     let row = rows
@@ -139,8 +139,7 @@ pub fn me(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 }
 
 pub async fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let user = cx.user()?;
-    let digest = cx.token_digest.as_deref().unwrap_or_default();
+    let (token, digest) = cx.token()?;
     // The database is the record that outlives Redis; the store is what every instance reads.
     cx.db
         .execute(
@@ -148,12 +147,12 @@ pub async fn logout(cx: &Ctx<'_>) -> Result<Response, ApiError> {
              ON CONFLICT DO NOTHING",
             &[
                 Value::from(digest),
-                Value::Int(user.user_id),
-                Value::Int(user.exp),
+                Value::Int(token.user_id),
+                Value::Int(token.exp),
             ],
         )
         .map_err(ApiError::from)?;
-    cx.store.revoke(digest, user.exp).await?;
+    cx.store.revoke(digest, token.exp).await?;
     Ok(Response::message("Logged out successfully"))
 }
 
@@ -163,13 +162,13 @@ pub async fn logout_all(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .db
         .execute(
             "UPDATE users SET token_version = token_version + 1 WHERE id = ? RETURNING token_version",
-            &[Value::Int(user.user_id)],
+            &[Value::Int(user)],
         )
         .map_err(ApiError::from)?
         .first_i64()
         .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     cx.store
-        .raise_min_version(user.user_id, version, cx.config.token_ttl_secs + 60)
+        .raise_min_version(user, version, cx.config.token_ttl_secs + 60)
         .await?;
     Ok(Response::message("Logged out of all sessions"))
 }

@@ -338,7 +338,7 @@ pub fn dispatch(
     req: &Request,
     cx: &Ctx<'_>,
 ) -> Result<Response, ApiError> {
-    let user = cx.user()?.user_id;
+    let user = cx.user()?;
     let spec = spec(resource);
     match action {
         Action::List => list(spec, req, cx.db, user),

@@ -20,12 +20,11 @@ use alchemix_edge::store::redis::{
     server_replied, RedisError, RedisLink, RedisParameter, RedisResult,
 };
 use async_trait::async_trait;
-use http_body_util::BodyExt;
 use spin_sdk::pg::wit::postgres as pg;
 use spin_sdk::redis;
 use spin_sdk::sqlite::wit::sqlite;
 use spin_sdk::wasip3::http::types;
-use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader};
+use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 thread_local! {
@@ -80,11 +79,35 @@ pub enum Reader {
     Middleware,
 }
 
+/// Exports `wasi:http/handler@0.3.0` as a component that answers through [`answer`]: the
+/// request's parts are read from the host's own type, with no `http` crate request built
+/// in between (`#[http_service]` would build one, header map and all, on every request and
+/// on both sides of a chain's hop).
+#[macro_export]
+macro_rules! export_handler {
+    ($reader:expr, $serve:path) => {
+        struct Component;
+        $crate::spin_sdk::wasip3::http::service::export!(Component);
+        impl $crate::spin_sdk::wasip3::exports::http::handler::Guest for Component {
+            async fn handle(
+                req: $crate::spin_sdk::wasip3::http::types::Request,
+            ) -> Result<
+                $crate::spin_sdk::wasip3::http::types::Response,
+                $crate::spin_sdk::wasip3::http::types::ErrorCode,
+            > {
+                Ok($crate::answer(req, $reader, $serve).await)
+            }
+        }
+    };
+}
+
+pub use spin_sdk;
+
 /// A component's whole answer to Spin: the request read (within the size limit), served by
 /// `serve` with the instance's own, the response handed back. A request that cannot be read,
 /// or that comes while the configuration does not load, is answered here.
 pub async fn answer(
-    req: spin_sdk::http::Request,
+    req: types::Request,
     reader: Reader,
     serve: impl AsyncFnOnce(&Request, &Instance) -> Response,
 ) -> types::Response {
@@ -109,32 +132,67 @@ pub async fn answer(
 }
 
 /// The request as the core sees it, its body read whole (within the size limit).
-async fn read(req: spin_sdk::http::Request) -> Result<Request, ApiError> {
-    let (parts, mut body) = req.into_parts();
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| header_entry(k.as_str().to_string(), v.as_bytes().to_vec()))
+async fn read(req: types::Request) -> Result<Request, ApiError> {
+    let method = match req.get_method() {
+        types::Method::Get => "GET".to_string(),
+        types::Method::Head => "HEAD".into(),
+        types::Method::Post => "POST".into(),
+        types::Method::Put => "PUT".into(),
+        types::Method::Delete => "DELETE".into(),
+        types::Method::Connect => "CONNECT".into(),
+        types::Method::Options => "OPTIONS".into(),
+        types::Method::Trace => "TRACE".into(),
+        types::Method::Patch => "PATCH".into(),
+        types::Method::Other(other) => other,
+    };
+    let target = req.get_path_with_query().unwrap_or_else(|| "/".into());
+    let headers: Vec<(String, String)> = req
+        .get_headers()
+        .copy_all()
+        .into_iter()
+        .map(|(k, v)| header_entry(k, v))
         .collect();
     let mut reader = BodyReader::new(&headers)?;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-        if let Some(chunk) = frame.data_ref() {
-            reader.push(chunk)?;
+    // An HTTP/1.1 request that declares neither a length nor chunks has no body (RFC 9112,
+    // 6.3); a GET's body has no meaning to the edge. Not asking for one spares the host
+    // and the component a stream and a trailers future on every read.
+    let bodiless = matches!(method.as_str(), "GET" | "HEAD")
+        && !headers
+            .iter()
+            .any(|(k, _)| k == "content-length" || k == "transfer-encoding");
+    if !bodiless {
+        // Held until the body is read: the host learns the request was taken in whole.
+        let (taken, done) = wit_future::new(|| Ok(()));
+        let (contents, trailers) = types::Request::consume_body(req, done);
+        read_body(contents, trailers, |chunk| reader.push(chunk))
+            .await
+            .map_err(|e| {
+                e.unwrap_or_else(|| ApiError::bad_request("Could not read the request body"))
+            })?;
+        drop(taken);
+    }
+    Ok(Request::new(method, &target, headers, reader.finish()?))
+}
+
+/// Reads a body's stream to its end, handing each chunk to `push`; `Err(Some)` is what `push`
+/// refused, `Err(None)` a body its writer cut short.
+pub async fn read_body(
+    mut contents: StreamReader<u8>,
+    trailers: FutureReader<BodyEnd>,
+    mut push: impl FnMut(&[u8]) -> Result<(), ApiError>,
+) -> Result<(), Option<ApiError>> {
+    loop {
+        let (result, chunk) = contents.read(Vec::with_capacity(READ_CHUNK)).await;
+        match result {
+            StreamResult::Complete(_) => push(&chunk).map_err(Some)?,
+            StreamResult::Dropped | StreamResult::Cancelled => break,
         }
     }
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    Ok(Request::new(
-        parts.method.as_str().to_string(),
-        &target,
-        headers,
-        reader.finish()?,
-    ))
+    trailers.await.map(drop).map_err(|_| None)
 }
+
+/// What one read of a body stream asks for.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Hands Spin the response with its whole body offered in one write, taken as soon as the
 /// host reads the body stream.

@@ -6,14 +6,9 @@
 
 use alchemix_edge::api;
 use alchemix_edge::http::{Request, Response};
-use alchemix_edge_adapter_wasip3::{answer, Instance, Reader};
-use spin_sdk::http_service;
-use spin_sdk::wasip3::http::types;
+use alchemix_edge_adapter_wasip3::{export_handler, Instance, Reader};
 
-#[http_service]
-async fn handle(req: spin_sdk::http::Request) -> types::Response {
-    answer(req, Reader::Middleware, serve).await
-}
+export_handler!(Reader::Middleware, serve);
 
 async fn serve(req: &Request, instance: &Instance) -> Response {
     api::serve(req, &instance.config, &*instance.db, &instance.link()).await

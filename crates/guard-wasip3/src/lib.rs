@@ -21,15 +21,11 @@ use alchemix_edge::http::{header_entry, Request, Response};
 use alchemix_edge::pagecache;
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{self, CacheProbe, Store};
-use alchemix_edge_adapter_wasip3::{answer, outgoing_body, Instance, Reader};
-use http_body_util::BodyExt;
-use spin_sdk::http_service;
+use alchemix_edge_adapter_wasip3::{export_handler, outgoing_body, read_body, Instance, Reader};
 use spin_sdk::wasip3::http::types;
+use spin_sdk::wasip3::wit_future;
 
-#[http_service]
-async fn handle(req: spin_sdk::http::Request) -> types::Response {
-    answer(req, Reader::Host, serve).await
-}
+export_handler!(Reader::Host, serve);
 
 async fn serve(req: &Request, instance: &Instance) -> Response {
     let started_ms = host::now_ms();
@@ -146,12 +142,21 @@ async fn next(
     let resp = spin_sdk::http::next(request)
         .await
         .map_err(|e| format!("{e:?}"))?;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| format!("its body could not be read: {e:?}"))?
-        .to_bytes();
+    let (parts, mut body) = resp.into_parts();
+    // The body is read from the host's own response rather than through `http_body`'s frames.
+    let raw = body
+        .take_unstarted()
+        .ok_or_else(|| "its body was taken before the guard read it".to_string())?;
+    let (taken, done) = wit_future::new(|| Ok(()));
+    let (contents, trailers) = types::Response::consume_body(raw, done);
+    let mut bytes = Vec::new();
+    read_body(contents, trailers, |chunk| {
+        bytes.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await
+    .map_err(|_| "its body could not be read".to_string())?;
+    drop(taken);
     let headers = parts
         .headers
         .iter()
@@ -164,6 +169,6 @@ async fn next(
     Ok(Response {
         status: parts.status.as_u16(),
         headers,
-        body: body.to_vec(),
+        body: bytes,
     })
 }
