@@ -87,7 +87,7 @@ async fn answer(
         // A logout revokes the token itself: its digest and expiry come from the token, which
         // must be the one the guard vouched for.
         (true, Route::Logout) => {
-            let (claims, digest) = vouched(req, &keys, now_ms / 1000)?;
+            let (claims, digest) = vouched(req, keys, now_ms / 1000)?;
             (Some(claims.user_id), Some((claims, digest)))
         }
         (true, _) => (Some(guard_user(req)?), None),
@@ -95,7 +95,7 @@ async fn answer(
     };
     let cx = Ctx {
         config,
-        keys: &keys,
+        keys,
         db,
         store,
         random: &host::random,

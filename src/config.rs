@@ -46,6 +46,8 @@ pub const MAX_PAGE_CACHE_MS: u64 = 3_600_000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jwt_secret: Secret,
+    /// The keys made from the secrets, once per configuration rather than per request.
+    keys: Keys,
     /// The secret before a rotation, while its tokens may still be in use.
     pub jwt_previous_secret: Option<Secret>,
     /// The URL the store connects to, with the credentials from `redis_username` and
@@ -441,8 +443,14 @@ impl Config {
                     })?,
             ),
         };
+        let keys = Keys::new(jwt_secret.as_bytes());
+        let keys = match &jwt_previous_secret {
+            Some(previous) => keys.accepting_previous(previous.expose().as_bytes()),
+            None => keys,
+        };
         Ok(Self {
             jwt_secret: Secret(jwt_secret.to_string()),
+            keys,
             jwt_previous_secret,
             redis_address: Secret(redis_address),
             auth_limit: policy("auth", "auth_rate_limit")?,
@@ -465,12 +473,8 @@ impl Config {
     }
 
     /// The keys tokens are verified with: the secret, and the one before a rotation.
-    pub fn keys(&self) -> Keys {
-        let keys = Keys::new(self.jwt_secret.expose().as_bytes());
-        match &self.jwt_previous_secret {
-            Some(previous) => keys.accepting_previous(previous.expose().as_bytes()),
-            None => keys,
-        }
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// The policies in force (those not turned `off`).

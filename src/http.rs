@@ -54,6 +54,17 @@ impl BodyReader {
     }
 }
 
+/// Whether a request has no body to read: a GET or HEAD that declares neither a length nor
+/// chunks (an HTTP/1.1 request without either has none, RFC 9112 6.3; a GET's body has no
+/// meaning to the edge). Not asking for it spares the host and the component a stream and a
+/// trailers future on every read.
+pub fn bodiless(method: &str, headers: &[(String, String)]) -> bool {
+    matches!(method, "GET" | "HEAD")
+        && !headers
+            .iter()
+            .any(|(k, _)| k == "content-length" || k == "transfer-encoding")
+}
+
 /// Header names lower-cased in place, values kept as UTF-8 without a copy when they are.
 pub fn header_entry(mut name: String, value: Vec<u8>) -> (String, String) {
     name.make_ascii_lowercase();
@@ -162,5 +173,21 @@ pub fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_get_or_head_that_declares_no_body_is_bodiless() {
+        let header = |name: &str| vec![(name.to_string(), "5".to_string())];
+        assert!(bodiless("GET", &[]));
+        assert!(bodiless("HEAD", &header("accept")));
+        assert!(!bodiless("GET", &header("content-length")));
+        assert!(!bodiless("GET", &header("transfer-encoding")));
+        assert!(!bodiless("POST", &[]));
+        assert!(!bodiless("DELETE", &[]));
     }
 }

@@ -93,7 +93,7 @@ async fn run(
     trace.route = Some(route.pattern());
     let rule = config.routes.find(&req.method, &req.path);
     let keys = config.keys();
-    let asked = guard::ask(req, config, &keys, rule, svc.now_ms, trace);
+    let asked = guard::ask(req, config, keys, rule, svc.now_ms, trace);
     let user_id = asked.user_id();
     let page = pagecache::page_for(rule.and_then(|r| r.page()), req, config, user_id);
     let probe = pagecache::probe(page.as_deref(), req, config, user_id);
@@ -115,7 +115,7 @@ async fn run(
     let token = admitted.claims.take().zip(admitted.token_digest.take());
     let cx = Ctx {
         config,
-        keys: &keys,
+        keys,
         db: svc.db,
         store: svc.store,
         random: svc.random,

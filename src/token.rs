@@ -112,12 +112,22 @@ static HS256_ONLY: CryptoProvider = CryptoProvider {
     jwk_utils: JwkUtils::new_unimplemented(),
 };
 
+#[derive(Clone)]
 pub struct Keys {
     signing: EncodingKey,
     current: DecodingKey,
     /// The secret before a rotation: its tokens are still accepted, none is issued with it.
     previous: Option<DecodingKey>,
     validation: Validation,
+}
+
+/// Only the number of secrets: a key never reaches a log or an error.
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("previous", &self.previous.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keys {

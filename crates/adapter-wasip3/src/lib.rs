@@ -15,7 +15,7 @@ use alchemix_edge::config::{Config, VARIABLES};
 use alchemix_edge::db::lazy::{Driver, LazyDb};
 use alchemix_edge::db::{postgres, DbError, DbErrorKind, Rows, Target, Value};
 use alchemix_edge::error::ApiError;
-use alchemix_edge::http::{header_entry, BodyReader, Request, Response};
+use alchemix_edge::http::{bodiless, header_entry, BodyReader, Request, Response};
 use alchemix_edge::store::redis::{
     server_replied, RedisError, RedisLink, RedisParameter, RedisResult,
 };
@@ -153,14 +153,7 @@ async fn read(req: types::Request) -> Result<Request, ApiError> {
         .map(|(k, v)| header_entry(k, v))
         .collect();
     let mut reader = BodyReader::new(&headers)?;
-    // An HTTP/1.1 request that declares neither a length nor chunks has no body (RFC 9112,
-    // 6.3); a GET's body has no meaning to the edge. Not asking for one spares the host
-    // and the component a stream and a trailers future on every read.
-    let bodiless = matches!(method.as_str(), "GET" | "HEAD")
-        && !headers
-            .iter()
-            .any(|(k, _)| k == "content-length" || k == "transfer-encoding");
-    if !bodiless {
+    if !bodiless(&method, &headers) {
         // Held until the body is read: the host learns the request was taken in whole.
         let (taken, done) = wit_future::new(|| Ok(()));
         let (contents, trailers) = types::Request::consume_body(req, done);

@@ -41,7 +41,7 @@ async fn serve(req: &Request, instance: &Instance) -> Response {
     } else {
         let rule = config.routes.find(&req.method, &req.path);
         let keys = config.keys();
-        let asked = guard::ask(req, config, &keys, rule, started_ms, &mut trace);
+        let asked = guard::ask(req, config, keys, rule, started_ms, &mut trace);
         let user = asked.user_id();
         let page = pagecache::page_for(rule.and_then(|r| r.page()), req, config, user);
         let probe = pagecache::probe(page.as_deref(), req, config, user);
