@@ -182,17 +182,57 @@ pub fn transaction<T, E: From<DbError>>(
         Dialect::Postgres => "BEGIN",
     };
     db.execute(begin, &[])?;
-    match work() {
-        Ok(value) => {
-            db.execute("COMMIT", &[])?;
-            Ok(value)
+    let result = work().and_then(|value| {
+        db.execute("COMMIT", &[])?;
+        Ok(value)
+    });
+    // Also after a failed COMMIT (SQLite's busy timeout), which leaves the transaction open on
+    // a connection that WASI 0.3 keeps for the next request.
+    if result.is_err() {
+        if let Err(rollback) = db.execute("ROLLBACK", &[]) {
+            let message = format!("rollback failed: {rollback}");
+            eprintln!("{}", crate::requestlog::event("error", None, &message));
         }
-        Err(e) => {
-            if let Err(rollback) = db.execute("ROLLBACK", &[]) {
-                let message = format!("rollback failed: {rollback}");
-                eprintln!("{}", crate::requestlog::event("error", None, &message));
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Records statements; COMMIT fails as SQLite's does when its busy timeout runs out.
+    #[derive(Default)]
+    struct BusyCommit(RefCell<Vec<String>>);
+
+    impl Database for BusyCommit {
+        fn execute(&self, sql: &str, _params: &[Value]) -> Result<Rows, DbError> {
+            self.0.borrow_mut().push(sql.to_string());
+            match sql {
+                "COMMIT" => Err(DbError::new(DbErrorKind::Other, "database is locked")),
+                _ => Ok(Rows::default()),
             }
-            Err(e)
         }
+    }
+
+    #[test]
+    fn a_commit_that_fails_is_rolled_back_so_no_transaction_outlives_the_request() {
+        let db = BusyCommit::default();
+        let result: Result<(), DbError> = transaction(&db, || {
+            db.execute("INSERT INTO users (email) VALUES (?)", &[])
+                .map(drop)
+        });
+        assert_eq!(result.unwrap_err().message, "database is locked");
+        assert_eq!(
+            *db.0.borrow(),
+            [
+                "BEGIN IMMEDIATE",
+                "INSERT INTO users (email) VALUES (?)",
+                "COMMIT",
+                "ROLLBACK"
+            ]
+        );
     }
 }

@@ -97,6 +97,9 @@ pub const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (bucket, name)
         ) WITHOUT ROWID",
     ],
+    // No table changes: a file made before this version comes through `prepare` once more,
+    // which puts its journal in WAL mode.
+    &[],
 ];
 
 /// PostgreSQL's migrations: the same tables as SQLite's, in its types. `created_at` keeps
@@ -186,6 +189,13 @@ pub fn prepare(db: &dyn Database) -> Result<(), DbError> {
     let dialect = db.dialect();
     if current(db)? >= latest(dialect) {
         return Ok(());
+    }
+    if dialect == Dialect::Sqlite {
+        // Instances on one file (the embedded store writes on every request): with a
+        // write-ahead log a commit is one append and readers never wait for a writer, so a
+        // burst queues for milliseconds instead of running into the busy timeout. The mode
+        // belongs to the file, and cannot change inside a transaction.
+        db.execute("PRAGMA journal_mode = WAL", &[])?;
     }
     transaction(db, || {
         if dialect == Dialect::Postgres {

@@ -1,6 +1,6 @@
 //! The embedded store: counters and revocations in SQLite through Spin, for one machine
-//! without Redis. Each check is one `BEGIN IMMEDIATE` transaction, so concurrent requests
-//! (and several processes on one state dir) decide in turn, never past the limit.
+//! without Redis. A check that adds units is one `BEGIN IMMEDIATE` transaction, so concurrent
+//! requests (and several processes on one state dir) decide in turn, never past the limit.
 
 use async_trait::async_trait;
 
@@ -42,32 +42,72 @@ impl<'a> SqliteStore<'a> {
         .map(drop)
     }
 
-    fn counter(&self, key: &str) -> Result<u64, StoreError> {
+    /// The live counts of `keys`, in their order, in one statement.
+    fn counters(&self, keys: &[&str]) -> Result<Vec<u64>, StoreError> {
+        let marks = vec!["?"; keys.len()].join(", ");
+        let mut params = vec![Value::Int(self.now_ms)];
+        params.extend(keys.iter().map(|k| Value::from(*k)));
         let rows = self.exec(
-            "SELECT count FROM edge_counters WHERE key = ? AND expires_at > ?",
-            &[Value::from(key), Value::Int(self.now_ms)],
+            &format!(
+                "SELECT key, count FROM edge_counters WHERE expires_at > ? AND key IN ({marks})"
+            ),
+            &params,
         )?;
-        Ok(rows.first_i64().unwrap_or(0).max(0) as u64)
+        Ok(keys.iter().map(|k| count_of(&rows, k)).collect())
     }
 
-    fn decide(
-        &self,
-        limits: &[Limit],
-        token: Option<TokenRef<'_>>,
-        token_refused: bool,
-    ) -> Result<Outcome, StoreError> {
+    /// Adds each limit's cost to its current slot, in one statement; the new counts by key.
+    fn add(&self, charges: &[(&Limit, &str)]) -> Result<crate::db::Rows, StoreError> {
+        let rows = vec!["(?, ?, ?)"; charges.len()].join(", ");
+        let mut params = Vec::with_capacity(3 * charges.len() + 1);
+        for (limit, key) in charges {
+            params.extend([
+                Value::from(*key),
+                Value::Int(limit.cost as i64),
+                Value::Int(self.now_ms + 2 * limit.policy.window_ms as i64 + 1000),
+            ]);
+        }
+        params.push(Value::Int(self.now_ms));
+        self.exec(
+            &format!(
+                "INSERT INTO edge_counters (key, count, expires_at) VALUES {rows} \
+                 ON CONFLICT(key) DO UPDATE SET \
+                   count = CASE WHEN expires_at > ? THEN count ELSE 0 END + excluded.count, \
+                   expires_at = excluded.expires_at \
+                 RETURNING key, count"
+            ),
+            &params,
+        )
+    }
+
+    /// Reads each limit's two slots and places the request in its bands.
+    fn assess(&self, limits: &[Limit]) -> Result<Assessment, StoreError> {
         let now = self.now_ms;
+        let keys: Vec<(i64, [String; 2])> = limits
+            .iter()
+            .map(|limit| {
+                let slot = now.div_euclid(limit.policy.window_ms as i64);
+                (slot, slot_keys(limit, slot))
+            })
+            .collect();
+        let wanted: Vec<&str> = keys
+            .iter()
+            .flat_map(|(_, [curr, prev])| [curr.as_str(), prev.as_str()])
+            .collect();
+        let counts = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.counters(&wanted)?
+        };
         let mut windows = Vec::with_capacity(limits.len());
         let mut fields = Vec::with_capacity(1 + 2 * limits.len());
         let mut admitted = true;
-        for limit in limits {
+        for ((limit, (slot, _)), pair) in limits.iter().zip(&keys).zip(counts.chunks(2)) {
             let window = limit.policy.window_ms as i64;
-            let slot = now.div_euclid(window);
-            let [curr_key, prev_key] = slot_keys(limit, slot);
             let state = WindowState {
-                slot,
-                prev: self.counter(&prev_key)?,
-                curr: self.counter(&curr_key)?,
+                slot: *slot,
+                curr: pair[0],
+                prev: pair[1],
                 elapsed_ms: (now - slot * window) as u64,
             };
             let band = band(
@@ -82,47 +122,104 @@ impl<'a> SqliteStore<'a> {
             fields.extend(metrics::policy_fields(limit.policy.name, band));
             windows.push(state);
         }
-        if admitted {
-            for (limit, state) in limits.iter().zip(windows.iter_mut()) {
-                if limit.cost == 0 {
-                    continue;
-                }
-                let [key, _] = slot_keys(limit, state.slot);
-                let expires = now + 2 * limit.policy.window_ms as i64 + 1000;
-                let rows = self.exec(
-                    "INSERT INTO edge_counters (key, count, expires_at) VALUES (?, ?, ?) \
-                     ON CONFLICT(key) DO UPDATE SET \
-                       count = CASE WHEN expires_at > ? THEN count ELSE 0 END + excluded.count, \
-                       expires_at = excluded.expires_at \
-                     RETURNING count",
-                    &[
-                        Value::from(key.as_str()),
-                        Value::Int(limit.cost as i64),
-                        Value::Int(expires),
-                        Value::Int(now),
-                    ],
-                )?;
-                state.curr = rows.first_i64().unwrap_or(0).max(0) as u64;
+        let charges = limits.iter().any(|limit| limit.cost > 0);
+        Ok(Assessment {
+            keys,
+            windows,
+            fields,
+            admitted,
+            charges: admitted && charges,
+        })
+    }
+
+    /// Adds an admitted request's units; true when that made a slot's row.
+    fn charge(&self, limits: &[Limit], a: &mut Assessment) -> Result<bool, StoreError> {
+        let charges: Vec<(&Limit, &str)> = limits
+            .iter()
+            .zip(&a.keys)
+            .filter(|(limit, _)| limit.cost > 0)
+            .map(|(limit, (_, [curr, _]))| (limit, curr.as_str()))
+            .collect();
+        let counted = self.add(&charges)?;
+        let mut new_slot = false;
+        for (state, (limit, (_, [curr, _]))) in a.windows.iter_mut().zip(limits.iter().zip(&a.keys))
+        {
+            if limit.cost > 0 {
+                state.curr = count_of(&counted, curr);
+                new_slot |= state.curr == limit.cost;
             }
         }
-        let (revoked, min_version) = match token {
-            Some(t) => recorded_state(self.db, t, now / 1000).map_err(unavailable)?,
-            None => (false, 0),
-        };
-        let below_floor = token.is_some_and(|t| t.version < min_version);
-        fields.push(Verdict::of(admitted, token_refused, revoked || below_floor).field());
-        self.count(now.div_euclid(BUCKET_MS), &fields)?;
-        Ok(Outcome {
+        Ok(new_slot)
+    }
+
+    /// Old slots and buckets, a few at a time; run when a slot's row was made, so the tables
+    /// shrink as fast as they grow and the requests between lock for less.
+    fn sweep(&self) -> Result<(), StoreError> {
+        let now = self.now_ms;
+        self.exec(
+            "DELETE FROM edge_counters WHERE key IN \
+             (SELECT key FROM edge_counters WHERE expires_at <= ? LIMIT 50)",
+            &[Value::Int(now)],
+        )?;
+        self.exec(
+            "DELETE FROM edge_metrics WHERE bucket <= ?",
+            &[Value::Int(now.div_euclid(BUCKET_MS) - BUCKET_TTL_SECS / 60)],
+        )
+        .map(drop)
+    }
+
+    /// Counts the decision for `/metrics`, in a statement of its own: outside any
+    /// transaction, it holds the write lock only while it runs. A count that fails is logged,
+    /// not answered: the decision stands (and its units may be committed).
+    fn settle(
+        &self,
+        a: Assessment,
+        recorded: (bool, i64),
+        below_floor: bool,
+        token_refused: bool,
+    ) -> Outcome {
+        let now = self.now_ms;
+        let (revoked, min_version) = recorded;
+        let mut fields = a.fields;
+        fields.push(Verdict::of(a.admitted, token_refused, revoked || below_floor).field());
+        if let Err(StoreError::Unavailable(e) | StoreError::Misconfigured(e)) =
+            self.count(now.div_euclid(BUCKET_MS), &fields)
+        {
+            let message = format!("decision not counted: {e}");
+            eprintln!("{}", crate::requestlog::event("warn", None, &message));
+        }
+        Outcome {
             now_ms: now,
-            admitted,
-            windows,
+            admitted: a.admitted,
+            windows: a.windows,
             revoked,
             min_version,
             schema_version: 0,
             data_version: 0,
             page: None,
-        })
+        }
     }
+}
+
+/// One request's place in its limits, as read.
+struct Assessment {
+    keys: Vec<(i64, [String; 2])>,
+    windows: Vec<WindowState>,
+    fields: Vec<String>,
+    admitted: bool,
+    /// Admitted with units to add: only this needs the write lock across statements.
+    charges: bool,
+}
+
+/// The count a statement returned for `key` (0 when it has no live row).
+fn count_of(rows: &crate::db::Rows, key: &str) -> u64 {
+    rows.rows
+        .iter()
+        .rev()
+        .find(|row| row.first().and_then(Value::as_str) == Some(key))
+        .and_then(|row| row.get(1)?.as_i64())
+        .unwrap_or(0)
+        .max(0) as u64
 }
 
 fn unavailable(e: DbError) -> StoreError {
@@ -137,26 +234,37 @@ impl Store for SqliteStore<'_> {
         token: Option<TokenRef<'_>>,
         token_refused: bool,
     ) -> Result<Outcome, StoreError> {
+        // The system of record is read before the write lock is taken: WAL lets it run beside
+        // another request's decision.
+        let recorded = match token {
+            Some(t) => recorded_state(self.db, t, self.now_ms / 1000).map_err(unavailable)?,
+            None => (false, 0),
+        };
+        let below_floor = token.is_some_and(|t| t.version < recorded.1);
+        // Every other request on this file waits for the write lock, and its holder waits for
+        // each statement's host call; Spin's busy handler polls, so a long hold queues a burst
+        // into the busy timeout (503s). A request found over a limit, or with nothing to add,
+        // is settled without it (the metrics insert is one statement, locking on its own), and
+        // one that adds holds it for three statements.
+        // (Refused on an unlocked read is refused as of that read: a limit is only left by
+        // time or by a refund, and either may as well come just after.)
+        let first = self.assess(limits)?;
+        if !first.charges {
+            return Ok(self.settle(first, recorded, below_floor, token_refused));
+        }
         self.exec("BEGIN IMMEDIATE", &[])?;
-        match self.decide(limits, token, token_refused) {
-            Ok(outcome) => {
-                self.exec("COMMIT", &[])?;
-                // Old slots and buckets are swept a few at a time, on the requests that write
-                // anyway.
-                let _ = self.exec(
-                    "DELETE FROM edge_counters WHERE key IN \
-                     (SELECT key FROM edge_counters WHERE expires_at <= ? LIMIT 50)",
-                    &[Value::Int(self.now_ms)],
-                );
-                let _ = self.exec(
-                    "DELETE FROM edge_metrics WHERE bucket <= ?",
-                    &[Value::Int(
-                        self.now_ms.div_euclid(BUCKET_MS) - BUCKET_TTL_SECS / 60,
-                    )],
-                );
-                Ok(outcome)
+        let locked = self.assess(limits).and_then(|mut a| {
+            if a.charges && self.charge(limits, &mut a)? {
+                self.sweep()?;
             }
+            self.exec("COMMIT", &[])?;
+            Ok(a)
+        });
+        match locked {
+            Ok(a) => Ok(self.settle(a, recorded, below_floor, token_refused)),
             Err(e) => {
+                // Also after a failed COMMIT, which can leave the transaction open on a
+                // connection the next request would inherit.
                 let _ = self.exec("ROLLBACK", &[]);
                 Err(e)
             }

@@ -153,7 +153,11 @@ fn a_database_of_the_previous_release_is_migrated_in_place() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 6, "every migration since applied");
+    assert_eq!(version, 7, "every migration since applied");
+    let journal: String = db
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
     let tables: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'",

@@ -4,6 +4,7 @@
 mod support;
 
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use serde_json::json;
 use support::*;
@@ -222,6 +223,38 @@ both_stores!(
     concurrent_failures_admit_exactly_the_limit,
     login_failures_per_account_reset_on_success,
 );
+
+#[test]
+fn embedded_store_sweeps_the_slots_no_check_reads_any_more() {
+    let state = TempDir::new();
+    let edge = Edge::builder("")
+        .state_dir(&state.0)
+        .var("auth_rate_limit", "50/1s")
+        .var("login_rate_limit", "50/1s")
+        .start();
+    let keys = || -> Vec<String> {
+        let db = rusqlite::Connection::open(state.0.join("sqlite_db.db")).unwrap();
+        let mut rows = db.prepare("SELECT key FROM edge_counters").unwrap();
+        let keys = rows.query_map([], |row| row.get(0)).unwrap();
+        keys.map(Result::unwrap).collect()
+    };
+    assert_eq!(login(&edge, "sweep@example.com", "wrong-wrong").status, 401);
+    let first = keys();
+    assert_eq!(
+        first.len(),
+        2,
+        "the address's slot and the account's: {first:?}"
+    );
+    // A slot is read for two windows, and kept a second longer.
+    std::thread::sleep(Duration::from_millis(3_100));
+    assert_eq!(login(&edge, "sweep@example.com", "wrong-wrong").status, 401);
+    let second = keys();
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert!(
+        second.iter().all(|k| !first.contains(k)),
+        "{first:?} {second:?}"
+    );
+}
 
 #[test]
 fn embedded_store_reports_itself_in_health_and_touches_no_redis() {
