@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{
     recorded_state, slot_keys, Limit, Outcome, PageAt, Store, StoreError, TokenRef, Warning,
 };
-use crate::db::{Database, DbError, Value};
+use crate::db::{transaction, Database, DbError, Value};
 use crate::metrics::{self, Totals, Verdict, BUCKET_MS, BUCKET_TTL_SECS, WINDOWS};
 use crate::ratelimit::{band, Band, WindowState};
 
@@ -226,6 +226,13 @@ fn unavailable(e: DbError) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
 }
 
+/// For `db::transaction`'s own statements (BEGIN, COMMIT).
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        unavailable(e)
+    }
+}
+
 #[async_trait(?Send)]
 impl Store for SqliteStore<'_> {
     async fn check(
@@ -252,23 +259,14 @@ impl Store for SqliteStore<'_> {
         if !first.charges {
             return Ok(self.settle(first, recorded, below_floor, token_refused));
         }
-        self.exec("BEGIN IMMEDIATE", &[])?;
-        let locked = self.assess(limits).and_then(|mut a| {
+        let a = transaction(self.db, || {
+            let mut a = self.assess(limits)?;
             if a.charges && self.charge(limits, &mut a)? {
                 self.sweep()?;
             }
-            self.exec("COMMIT", &[])?;
-            Ok(a)
-        });
-        match locked {
-            Ok(a) => Ok(self.settle(a, recorded, below_floor, token_refused)),
-            Err(e) => {
-                // Also after a failed COMMIT, which can leave the transaction open on a
-                // connection the next request would inherit.
-                let _ = self.exec("ROLLBACK", &[]);
-                Err(e)
-            }
-        }
+            Ok::<_, StoreError>(a)
+        })?;
+        Ok(self.settle(a, recorded, below_floor, token_refused))
     }
 
     async fn metrics(&self) -> Result<Totals, StoreError> {
