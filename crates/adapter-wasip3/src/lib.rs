@@ -24,7 +24,7 @@ use spin_sdk::pg::wit::postgres as pg;
 use spin_sdk::redis;
 use spin_sdk::sqlite::wit::sqlite;
 use spin_sdk::wasip3::http::types;
-use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
+use spin_sdk::wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 thread_local! {
@@ -71,21 +71,13 @@ impl Instance {
     }
 }
 
-/// Who reads a component's answer: the host, which writes it to the client's connection, or
-/// the middleware in front of the component, in the same instance.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
-    Host,
-    Middleware,
-}
-
 /// Exports `wasi:http/handler@0.3.0` as a component that answers through [`answer`]: the
 /// request's parts are read from the host's own type, with no `http` crate request built
 /// in between (`#[http_service]` would build one, header map and all, on every request and
 /// on both sides of a chain's hop).
 #[macro_export]
 macro_rules! export_handler {
-    ($reader:expr, $serve:path) => {
+    ($serve:path) => {
         struct Component;
         $crate::spin_sdk::wasip3::http::service::export!(Component);
         impl $crate::spin_sdk::wasip3::exports::http::handler::Guest for Component {
@@ -95,7 +87,7 @@ macro_rules! export_handler {
                 $crate::spin_sdk::wasip3::http::types::Response,
                 $crate::spin_sdk::wasip3::http::types::ErrorCode,
             > {
-                Ok($crate::answer(req, $reader, $serve).await)
+                Ok($crate::answer(req, $serve).await)
             }
         }
     };
@@ -103,32 +95,80 @@ macro_rules! export_handler {
 
 pub use spin_sdk;
 
+/// A component's answer: the core's response and, in place of its (then empty) body, a body
+/// the component behind produced, handed on unread.
+pub struct Reply {
+    pub resp: Response,
+    pub passed: Option<PassedBody>,
+}
+
+impl From<Response> for Reply {
+    fn from(resp: Response) -> Self {
+        Self { resp, passed: None }
+    }
+}
+
+/// The body of the response of the component behind, as it wrote it: middleware that has no use
+/// for the bytes hands the stream on, so they cross from that component to the host without
+/// being read and written again in between.
+pub struct PassedBody {
+    contents: StreamReader<u8>,
+    trailers: FutureReader<BodyEnd>,
+    /// Tells the component behind its body was taken; it waits on nothing of the kind.
+    taken: FutureWriter<Result<(), types::ErrorCode>>,
+}
+
+impl PassedBody {
+    /// The body of `resp`, to hand on unread.
+    pub fn of(resp: types::Response) -> Self {
+        let (taken, done) = wit_future::new(|| Ok(()));
+        let (contents, trailers) = types::Response::consume_body(resp, done);
+        Self {
+            contents,
+            trailers,
+            taken,
+        }
+    }
+
+    /// The body read whole, as the core takes it; `Err` when its writer cut it short.
+    pub async fn read(self) -> Result<Vec<u8>, ()> {
+        let mut bytes = Vec::new();
+        read_body(self.contents, self.trailers, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await
+        .map_err(drop)?;
+        drop(self.taken);
+        Ok(bytes)
+    }
+}
+
 /// A component's whole answer to Spin: the request read (within the size limit), served by
 /// `serve` with the instance's own, the response handed back. A request that cannot be read,
 /// or that comes while the configuration does not load, is answered here.
-pub async fn answer(
+pub async fn answer<R: Into<Reply>>(
     req: types::Request,
-    reader: Reader,
-    serve: impl AsyncFnOnce(&Request, &Instance) -> Response,
+    serve: impl AsyncFnOnce(&Request, &Instance) -> R,
 ) -> types::Response {
-    let resp = match read(req).await {
+    let reply = match read(req).await {
         Ok(req) => match Instance::get().await {
-            Ok(instance) => serve(&req, &instance).await,
-            Err(problem) => alchemix_edge::answer::misconfigured(&req, &problem),
+            Ok(instance) => serve(&req, &instance).await.into(),
+            Err(problem) => alchemix_edge::answer::misconfigured(&req, &problem).into(),
         },
-        Err(e) => alchemix_edge::answer::unreadable(e),
+        Err(e) => alchemix_edge::answer::unreadable(e).into(),
     };
-    if reader == Reader::Host {
-        // The host hands hyper the response head as soon as it has it, and the body's first
-        // bytes only when its event loop next turns to the body stream. Resumed by a host call
-        // completing (a SQLite statement, most often), this task answers while the instance's
-        // other requests queue their own guest work, which the loop may run first: hyper then
-        // writes the head alone and, with no TCP_NODELAY, the body waits ~40 ms for the
-        // client's delayed ACK (about one answer in ten at 16 connections, measured). A yield
-        // puts the answer behind that work, so head and body leave in one write.
-        spin_sdk::wit_bindgen::yield_async().await;
-    }
-    respond(resp)
+    // The host hands hyper the response head as soon as it has it, and the body's first bytes
+    // only when its event loop next turns to the body stream. Resumed by a host call completing
+    // (a SQLite statement, most often), this task answers while the instance's other requests
+    // queue their own guest work, which the loop may run first: hyper then writes the head
+    // alone and, with no TCP_NODELAY, the body waits ~40 ms for the client's delayed ACK (about
+    // one answer in ten at 16 connections, measured). A yield puts the answer behind that work,
+    // so head and body leave in one write. The app behind the guard yields too: the guard hands
+    // its body to the host unread (`PassedBody`), so the host reads it from the app's stream
+    // (without the app's yield, about one answer in 200 stalled through the chain, measured).
+    spin_sdk::wit_bindgen::yield_async().await;
+    respond(reply)
 }
 
 /// The request as the core sees it, its body read whole (within the size limit).
@@ -188,13 +228,17 @@ pub async fn read_body(
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Hands Spin the response with its whole body offered in one write, taken as soon as the
-/// host reads the body stream.
-fn respond(resp: Response) -> types::Response {
-    let Response {
-        status,
-        headers,
-        body,
-    } = resp;
+/// host reads the body stream, or with the passed body's stream and the length its writer
+/// declared.
+fn respond(reply: Reply) -> types::Response {
+    let Reply {
+        resp: Response {
+            status,
+            headers,
+            body,
+        },
+        passed,
+    } = reply;
     let mut list: Vec<(String, Vec<u8>)> = headers
         .into_iter()
         .map(|(k, v)| (k, v.into_bytes()))
@@ -208,7 +252,13 @@ fn respond(resp: Response) -> types::Response {
         eprintln!("alchemix-edge: response headers refused by the host: {e:?}");
         types::Fields::new()
     });
-    let (contents, trailers) = outgoing_body(body);
+    let (contents, trailers) = match passed {
+        Some(passed) => {
+            drop(passed.taken);
+            (Some(passed.contents), passed.trailers)
+        }
+        None => outgoing_body(body),
+    };
     let (response, _sent) = types::Response::new(fields, contents, trailers);
     if response.set_status_code(status).is_err() {
         eprintln!("alchemix-edge: status {status} refused by the host");

@@ -6,9 +6,9 @@
 
 use alchemix_edge::api;
 use alchemix_edge::http::{Request, Response};
-use alchemix_edge_adapter_wasip3::{export_handler, Instance, Reader};
+use alchemix_edge_adapter_wasip3::{export_handler, Instance};
 
-export_handler!(Reader::Middleware, serve);
+export_handler!(serve);
 
 async fn serve(req: &Request, instance: &Instance) -> Response {
     api::serve(req, &instance.config, &*instance.db, &instance.link()).await

@@ -21,19 +21,19 @@ use alchemix_edge::http::{header_entry, Request, Response};
 use alchemix_edge::pagecache;
 use alchemix_edge::requestlog::{Decision, Trace};
 use alchemix_edge::store::{self, CacheProbe, Store};
-use alchemix_edge_adapter_wasip3::{export_handler, outgoing_body, read_body, Instance, Reader};
+use alchemix_edge_adapter_wasip3::{export_handler, outgoing_body, Instance, PassedBody, Reply};
 use spin_sdk::wasip3::http::types;
-use spin_sdk::wasip3::wit_future;
 
-export_handler!(Reader::Host, serve);
+export_handler!(serve);
 
-async fn serve(req: &Request, instance: &Instance) -> Response {
+async fn serve(req: &Request, instance: &Instance) -> Reply {
     let started_ms = host::now_ms();
     let config = &*instance.config;
     let link = instance.link();
     let store = store::open(config, &*instance.db, &link, started_ms);
     let mut trace = Trace::default();
     let mut errors = Vec::new();
+    let mut passed = None;
     let request_id = answer::new_request_id(&host::random);
     let (mut resp, decision) = if req.method == "OPTIONS" {
         trace.route = Some("preflight".into());
@@ -55,7 +55,13 @@ async fn serve(req: &Request, instance: &Instance) -> Response {
                     Ok(resp)
                 }
                 None => {
-                    let app = next(req, &admitted, &request_id, probe).await;
+                    let keeps_page = page.is_some() && admitted.outcome.is_some();
+                    let app = next(req, &admitted, &request_id, probe, keeps_page)
+                        .await
+                        .map(|(resp, body)| {
+                            passed = body;
+                            resp
+                        });
                     let mut settled =
                         settle(app, &admitted, &*store, &mut trace, &mut errors).await;
                     if let Ok(resp) = &mut settled {
@@ -72,7 +78,7 @@ async fn serve(req: &Request, instance: &Instance) -> Response {
     };
     answer::finish(&mut resp, Some(req), &config.cors_origins, request_id);
     answer::log(req, &resp, config, decision, trace, &errors, started_ms);
-    resp
+    Reply { resp, passed }
 }
 
 /// The app's answer to an admitted request, settled by the guard; the route the app says it
@@ -95,12 +101,14 @@ async fn settle(
     Ok(resp)
 }
 
+/// The app's answer, its body read only when `keeps_page` (the page cache may keep it).
 async fn next(
     req: &Request,
     admitted: &Admitted,
     request_id: &str,
     probe: CacheProbe<'_>,
-) -> Result<Response, String> {
+    keeps_page: bool,
+) -> Result<(Response, Option<PassedBody>), String> {
     // Built as the host's own request type rather than through the SDK's `http` conversion,
     // so a request with no body (every GET) is handed on with no body stream to write and
     // read across the hop.
@@ -143,32 +151,37 @@ async fn next(
         .await
         .map_err(|e| format!("{e:?}"))?;
     let (parts, mut body) = resp.into_parts();
-    // The body is read from the host's own response rather than through `http_body`'s frames.
     let raw = body
         .take_unstarted()
         .ok_or_else(|| "its body was taken before the guard read it".to_string())?;
-    let (taken, done) = wit_future::new(|| Ok(()));
-    let (contents, trailers) = types::Response::consume_body(raw, done);
-    let mut bytes = Vec::new();
-    read_body(contents, trailers, |chunk| {
-        bytes.extend_from_slice(chunk);
-        Ok(())
-    })
-    .await
-    .map_err(|_| "its body could not be read".to_string())?;
-    drop(taken);
+    let status = parts.status.as_u16();
+    let passed = PassedBody::of(raw);
+    // Only a page the cache may keep is read here; any other body goes to the client as the
+    // app wrote it, length and all, without crossing the guard's memory.
+    let whole = keeps_page && status == 200;
+    let (bytes, passed) = if whole {
+        let bytes = passed
+            .read()
+            .await
+            .map_err(|()| "its body could not be read".to_string())?;
+        (bytes, None)
+    } else {
+        (Vec::new(), Some(passed))
+    };
     let headers = parts
         .headers
         .iter()
-        // The guard frames the body it hands on itself.
+        // The host frames the body; a body read whole is framed again by its new length.
         .filter(|(name, _)| {
-            *name != http::header::CONTENT_LENGTH && *name != http::header::TRANSFER_ENCODING
+            *name != http::header::TRANSFER_ENCODING
+                && (!whole || *name != http::header::CONTENT_LENGTH)
         })
         .map(|(k, v)| header_entry(k.as_str().to_string(), v.as_bytes().to_vec()))
         .collect();
-    Ok(Response {
-        status: parts.status.as_u16(),
+    let resp = Response {
+        status,
         headers,
         body: bytes,
-    })
+    };
+    Ok((resp, passed))
 }

@@ -36,10 +36,8 @@ fn the_api_answers_the_user_the_guard_verified_and_never_a_forged_one() {
     );
     assert_eq!(created.status, 201, "{}", created.text);
     let ada_id = created.body["data"]["user_id"].as_i64().unwrap();
-    assert_eq!(
-        names(&get(&edge.url("/api/inventory"), Some(&ada))),
-        ["Rye"]
-    );
+    let listed = get(&edge.url("/api/inventory"), Some(&ada));
+    assert_eq!(names(&listed), ["Rye"]);
 
     // Bob claims to be Ada: the guard drops his header and the API answers Bob.
     let forged = send(
@@ -58,6 +56,25 @@ fn the_api_answers_the_user_the_guard_verified_and_never_a_forged_one() {
     let me = get(&edge.url("/auth/me"), Some(&ada));
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.body["data"]["email"], "ada@example.com");
+    // A page the guard holds, one it missed (read whole, to keep), and an answer of the API's
+    // it hands on unread: each with its length, never chunked.
+    let missed = get(&edge.url("/api/favorites"), Some(&ada));
+    assert_eq!(
+        missed.header("x-edge-cache"),
+        Some("miss"),
+        "{}",
+        missed.text
+    );
+    for r in [&listed, &missed, &me] {
+        let length = r.text.len().to_string();
+        assert_eq!(
+            r.header("content-length"),
+            Some(length.as_str()),
+            "{}",
+            r.text
+        );
+        assert_eq!(r.header("transfer-encoding"), None);
+    }
 }
 
 #[test]

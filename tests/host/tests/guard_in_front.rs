@@ -68,6 +68,10 @@ fn the_app_sees_the_verified_identity_and_never_a_forged_one() {
         .is_some_and(|p| p.contains("\"api\"")));
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert!(r.header("x-request-id").is_some());
+    // The body comes as the app framed it (this one declares no length), not read and framed
+    // again by the guard: an app that streams its answer keeps streaming through the guard.
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("content-length"), None);
 
     let r = send(
         client()
