@@ -24,7 +24,7 @@ use spin_sdk::pg::wit::postgres as pg;
 use spin_sdk::redis;
 use spin_sdk::sqlite::wit::sqlite;
 use spin_sdk::wasip3::http::types;
-use spin_sdk::wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult};
+use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 thread_local! {
@@ -114,20 +114,16 @@ impl From<Response> for Reply {
 pub struct PassedBody {
     contents: StreamReader<u8>,
     trailers: FutureReader<BodyEnd>,
-    /// Tells the component behind its body was taken; it waits on nothing of the kind.
-    taken: FutureWriter<Result<(), types::ErrorCode>>,
 }
 
 impl PassedBody {
     /// The body of `resp`, to hand on unread.
     pub fn of(resp: types::Response) -> Self {
-        let (taken, done) = wit_future::new(|| Ok(()));
+        // Dropped at once, the writer tells the component behind its body was taken: none of
+        // the edge's components waits on that.
+        let (_, done) = wit_future::new(|| Ok(()));
         let (contents, trailers) = types::Response::consume_body(resp, done);
-        Self {
-            contents,
-            trailers,
-            taken,
-        }
+        Self { contents, trailers }
     }
 
     /// The body read whole, as the core takes it; `Err` when its writer cut it short.
@@ -139,7 +135,6 @@ impl PassedBody {
         })
         .await
         .map_err(drop)?;
-        drop(self.taken);
         Ok(bytes)
     }
 }
@@ -253,10 +248,7 @@ fn respond(reply: Reply) -> types::Response {
         types::Fields::new()
     });
     let (contents, trailers) = match passed {
-        Some(passed) => {
-            drop(passed.taken);
-            (Some(passed.contents), passed.trailers)
-        }
+        Some(passed) => (Some(passed.contents), passed.trailers),
         None => outgoing_body(body),
     };
     let (response, _sent) = types::Response::new(fields, contents, trailers);
